@@ -1,0 +1,98 @@
+// Package bootstrap builds the running service from its configuration: it
+// starts the embedded parts that no variable replaces, connects the adapters
+// and hands the composition roots (cmd/api, cmd/projector) and the component
+// tests one Service. It holds no business logic.
+package bootstrap
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Config is the service's configuration, read from the environment.
+type Config struct {
+	Env           string // ENV: "development" (default) or "production"
+	HTTPAddr      string // HTTP_ADDR, default ":8080"
+	DataDir       string // DATA_DIR, default "./data": embedded servers' state
+	NATSURL       string // NATS_URL: external NATS; empty: embedded
+	MongoURI      string // MONGO_URI: external MongoDB; empty: embedded FerretDB
+	MongoDatabase string // MONGO_DATABASE, default "connreg"
+	VaultAddr     string // VAULT_ADDR: Vault transit sealer; empty: development sealer
+	Projector     bool   // PROJECTOR: "embedded" (default) runs it in-process, "off" leaves it to cmd/projector
+	Timeout       time.Duration
+	LogLevel      slog.Level
+	// Getenv is how the Vault sealer reads its own variables.
+	Getenv func(string) string
+}
+
+// Production reports whether ENV=production, where development shortcuts are refused.
+func (c Config) Production() bool { return c.Env == "production" }
+
+// ConfigFromEnv reads the configuration; an error names the variable and
+// what is wrong with it.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		Env:           strings.ToLower(strings.TrimSpace(getenv("ENV"))),
+		HTTPAddr:      getenv("HTTP_ADDR"),
+		DataDir:       getenv("DATA_DIR"),
+		NATSURL:       strings.TrimSpace(getenv("NATS_URL")),
+		MongoURI:      strings.TrimSpace(getenv("MONGO_URI")),
+		MongoDatabase: strings.TrimSpace(getenv("MONGO_DATABASE")),
+		VaultAddr:     strings.TrimSpace(getenv("VAULT_ADDR")),
+		Projector:     true,
+		Timeout:       5 * time.Second,
+		Getenv:        getenv,
+	}
+	switch c.Env {
+	case "":
+		c.Env = "development"
+	case "development", "production":
+	default:
+		return c, fmt.Errorf("ENV=%q: must be development or production", c.Env)
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.MongoDatabase == "" {
+		c.MongoDatabase = "connreg"
+	}
+	if c.NATSURL != "" && !strings.HasPrefix(c.NATSURL, "nats://") && !strings.HasPrefix(c.NATSURL, "tls://") {
+		return c, fmt.Errorf("NATS_URL=%q: must start with nats:// or tls://", c.NATSURL)
+	}
+	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
+		return c, fmt.Errorf("MONGO_URI: must start with mongodb:// or mongodb+srv://")
+	}
+	switch p := strings.ToLower(getenv("PROJECTOR")); p {
+	case "", "embedded":
+	case "off":
+		c.Projector = false
+	default:
+		return c, fmt.Errorf("PROJECTOR=%q: must be embedded or off", p)
+	}
+	if v := getenv("STORE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("STORE_TIMEOUT=%q: must be a positive duration such as 5s", v)
+		}
+		c.Timeout = d
+	}
+	if v := getenv("LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			return c, fmt.Errorf("LOG_LEVEL=%q: must be debug, info, warn or error", v)
+		}
+	}
+	if c.Production() {
+		if c.VaultAddr == "" {
+			return c, fmt.Errorf("VAULT_ADDR: required when ENV=production (the development sealer is refused)")
+		}
+		if c.NATSURL == "" || c.MongoURI == "" {
+			return c, fmt.Errorf("NATS_URL and MONGO_URI: required when ENV=production (embedded servers are for development)")
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,50 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connreg/registry/jetstream"
+	"github.com/connreg/registry/mongo"
+	"github.com/connreg/registry/readmodel"
+)
+
+// RunProjector runs the projector alone against an external NATS and MongoDB
+// until ctx ends: the process behind `cmd/projector`.
+func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if cfg.NATSURL == "" {
+		return errors.New("NATS_URL: required to run the projector on its own")
+	}
+	if cfg.MongoURI == "" {
+		return errors.New("MONGO_URI: required to run the projector on its own")
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("connreg-projector"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("NATS_URL: cannot connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return err
+	}
+	if _, err := jetstream.EnsureStream(ctx, js); err != nil {
+		return err
+	}
+	repo, err := mongo.Open(ctx, cfg.MongoURI, cfg.MongoDatabase, cfg.Timeout)
+	if err != nil {
+		return fmt.Errorf("MONGO_URI: %w", err)
+	}
+	defer repo.Close(context.Background())
+	p, err := readmodel.NewProjector(repo, logger, time.Now)
+	if err != nil {
+		return err
+	}
+	logger.Info("projector running", "consumer", jetstream.ProjectorConsumer)
+	return jetstream.Consume(ctx, js, jetstream.ProjectorConsumer, ProjectorBatch, logger, p.Project)
+}

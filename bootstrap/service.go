@@ -1,0 +1,228 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connreg/registry/commands"
+	"github.com/connreg/registry/devseal"
+	"github.com/connreg/registry/devstack"
+	"github.com/connreg/registry/httpapi"
+	"github.com/connreg/registry/jetstream"
+	"github.com/connreg/registry/mongo"
+	"github.com/connreg/registry/readmodel"
+	"github.com/connreg/registry/vault"
+)
+
+// ProjectorBatch is the largest batch the projector writes at once.
+const ProjectorBatch = 512
+
+// Service is the assembled registry.
+type Service struct {
+	Handler   http.Handler
+	Store     *jetstream.Store
+	ReadModel *mongo.Repository
+	Projector *readmodel.Projector
+	NATSURL   string
+	MongoURI  string
+
+	logger  *slog.Logger
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closers []func()
+}
+
+// Sealer is what the service needs of a sealer.
+type Sealer interface {
+	commands.Sealer
+}
+
+// Start builds the service. On error it releases whatever it had started.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, err error) {
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Service{logger: logger, cancel: cancel}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	js, nc, err := s.connectNATS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := jetstream.EnsureStream(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("event stream ready: append-only (delete and purge denied), file storage, no age limit",
+		"stream", stream.CachedInfo().Config.Name)
+	if s.Store, err = jetstream.NewStore(nc, stream, cfg.Timeout); err != nil {
+		return nil, err
+	}
+	if s.ReadModel, err = s.openReadModel(ctx, cfg); err != nil {
+		return nil, err
+	}
+	sealer, err := s.openSealer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	create, err := commands.NewCreateHandler(s.Store, sealer, newID, now)
+	if err != nil {
+		return nil, err
+	}
+	if s.Projector, err = readmodel.NewProjector(s.ReadModel, logger, time.Now); err != nil {
+		return nil, err
+	}
+	var projection httpapi.Projection = s.Projector
+	if cfg.Projector {
+		s.RunProjector(runCtx, js)
+	} else {
+		projection = jetstream.NewConsumerWatermark(js, jetstream.ProjectorConsumer)
+	}
+	api, err := httpapi.New(httpapi.Deps{
+		Create:     create,
+		Reader:     s.ReadModel,
+		History:    s.Store,
+		Projection: projection,
+		Logger:     logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Handler = api.Handler()
+	return s, nil
+}
+
+// RunProjector runs the read-model projector in the background until Close.
+func (s *Service) RunProjector(ctx context.Context, js natsjs.JetStream) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := jetstream.Consume(ctx, js, jetstream.ProjectorConsumer, ProjectorBatch, s.logger, s.Projector.Project); err != nil {
+			s.logger.Error("projector stopped", "error", err.Error())
+		}
+	}()
+}
+
+func (s *Service) connectNATS(cfg Config) (natsjs.JetStream, *nats.Conn, error) {
+	url := cfg.NATSURL
+	if url == "" {
+		n, err := devstack.StartNATS(filepath.Join(cfg.DataDir, "nats"), 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.closers = append(s.closers, n.Shutdown)
+		url = n.URL()
+		s.logger.Info("embedded nats-server with JetStream started", "url", url, "dir", filepath.Join(cfg.DataDir, "nats"))
+	}
+	s.NATSURL = url
+	nc, err := nats.Connect(url, nats.Name("connreg"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", url, err)
+	}
+	s.closers = append(s.closers, nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return js, nc, nil
+}
+
+func (s *Service) openReadModel(ctx context.Context, cfg Config) (*mongo.Repository, error) {
+	uri := cfg.MongoURI
+	if uri == "" {
+		dir := filepath.Join(cfg.DataDir, "readmodel")
+		// FerretDB logs whole wire messages at warning level; keep its errors only.
+		quiet := slog.New(s.logger.Handler()).With("component", "ferretdb")
+		m, err := devstack.StartMongo(dir, "", slog.New(levelFloor{quiet.Handler(), slog.LevelError}))
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, m.Shutdown)
+		uri = m.URI()
+		s.logger.Info("embedded FerretDB (SQLite) started for the read model", "uri", uri, "dir", dir)
+	}
+	s.MongoURI = uri
+	repo, err := mongo.Open(ctx, uri, cfg.MongoDatabase, cfg.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("MONGO_URI: %w", err)
+	}
+	s.closers = append(s.closers, func() { _ = repo.Close(context.Background()) })
+	return repo, nil
+}
+
+func (s *Service) openSealer(ctx context.Context, cfg Config) (Sealer, error) {
+	if cfg.VaultAddr != "" {
+		vcfg, err := vault.ConfigFromEnv(cfg.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		v, err := vault.New(ctx, vcfg, s.logger.With("component", "vault"))
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func() { _ = v.Close() })
+		return v, nil
+	}
+	if err := devseal.Allowed(cfg.Env); err != nil {
+		return nil, err
+	}
+	d, err := devseal.New(filepath.Join(cfg.DataDir, "sealer"))
+	if err != nil {
+		return nil, err
+	}
+	s.logger.Warn("DEVELOPMENT SEALER IN USE: credentials are sealed with a local key file, not Vault. " +
+		"Set VAULT_ADDR to seal through Vault transit; ENV=production refuses this sealer.")
+	return d, nil
+}
+
+// Close stops the projector, disconnects and stops the embedded servers, in
+// the reverse order of their start.
+func (s *Service) Close() {
+	s.cancel()
+	s.wg.Wait()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// now is the service clock: UTC, to the millisecond, the precision the read
+// model keeps, so that a connection reads the same from every source.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// levelFloor drops records below a level, whatever the wrapped handler allows.
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (l levelFloor) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= l.min && l.Handler.Enabled(ctx, level)
+}
+
+func (l levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return levelFloor{l.Handler.WithAttrs(attrs), l.min}
+}
+
+func (l levelFloor) WithGroup(name string) slog.Handler {
+	return levelFloor{l.Handler.WithGroup(name), l.min}
+}

@@ -1,0 +1,207 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/connreg/registry/events"
+)
+
+// Credentials are a connection's sealed secrets.
+type Credentials struct {
+	Password SealedSecret
+	SSLKey   SealedSecret // zero when the connection has no client key
+}
+
+// Origin says who causes a change and when; every recorded event carries it.
+type Origin struct {
+	Actor         string
+	RequestID     string
+	CorrelationID string
+	At            time.Time
+}
+
+// Connection is the aggregate: one registered database connection. Its fields
+// change only by applying events, so that the state rebuilt from the stream
+// is the state the service acted on.
+type Connection struct {
+	id          string
+	version     uint64
+	org         string
+	spec        Spec
+	credentials Credentials
+	createdAt   time.Time
+	updatedAt   time.Time
+	deleted     bool
+
+	pending []events.Event
+}
+
+// Create registers a new connection from a validated spec and sealed
+// credentials, recording ConnectionCreatedV1. The id must be new; the
+// uniqueness of the config name is enforced by the event store, atomically
+// with the append.
+func Create(id string, spec Spec, creds Credentials, origin Origin) (*Connection, error) {
+	if id == "" {
+		return nil, errors.New("domain: a connection needs an id")
+	}
+	if creds.Password.IsZero() {
+		return nil, errors.New("domain: a connection needs a sealed password")
+	}
+	if spec.SSL != nil && spec.SSL.Cert != "" && creds.SSLKey.IsZero() {
+		return nil, errors.New("domain: a client certificate needs its sealed key")
+	}
+	c := &Connection{id: id}
+	payload := &events.ConnectionCreatedV1{
+		Organization: DefaultOrganization,
+		ConfigName:   spec.ConfigName,
+		ProductName:  spec.ProductName,
+		Type:         string(spec.Engine),
+		Host:         spec.Host,
+		Port:         spec.Port,
+		DatabaseName: spec.DatabaseName,
+		UserName:     spec.UserName,
+		Password:     toEventSecret(creds.Password),
+		Schema:       spec.Schema,
+		Metadata:     maps.Clone(spec.Metadata),
+	}
+	if spec.SSL != nil {
+		payload.SSL = &events.SSL{Mode: spec.SSL.Mode, CA: spec.SSL.CA, Cert: spec.SSL.Cert}
+		if !creds.SSLKey.IsZero() {
+			key := toEventSecret(creds.SSLKey)
+			payload.SSL.Key = &key
+		}
+	}
+	if err := c.record(payload, origin); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Rebuild folds a connection's history, oldest first, into its current
+// state. It is how the write side loads an aggregate and how readers answer
+// "as of" questions; it records nothing.
+func Rebuild(history []events.Event) (*Connection, error) {
+	if len(history) == 0 {
+		return nil, ErrNotFound
+	}
+	c := &Connection{id: history[0].AggregateID}
+	for _, e := range history {
+		if err := c.apply(e); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// PendingEvents are the events recorded since the aggregate was created or
+// loaded, to be appended by the event store.
+func (c *Connection) PendingEvents() []events.Event { return c.pending }
+
+// PendingFrom is the version the aggregate had before its pending events: the
+// expected version of the append.
+func (c *Connection) PendingFrom() uint64 { return c.version - uint64(len(c.pending)) }
+
+func (c *Connection) record(p events.Payload, origin Origin) error {
+	e := events.Event{
+		Metadata: events.Metadata{
+			AggregateID:      c.id,
+			AggregateVersion: c.version + 1,
+			OccurredAt:       origin.At.UTC(),
+			Actor:            origin.Actor,
+			RequestID:        origin.RequestID,
+			CorrelationID:    origin.CorrelationID,
+		},
+		Payload: p,
+	}
+	if err := c.apply(e); err != nil {
+		return err
+	}
+	c.pending = append(c.pending, e)
+	return nil
+}
+
+// apply changes state by one event. It only applies a fact: the checks that
+// decide whether to record an event happen before.
+func (c *Connection) apply(e events.Event) error {
+	if e.AggregateID != c.id {
+		return fmt.Errorf("domain: event of %s applied to %s", e.AggregateID, c.id)
+	}
+	if e.AggregateVersion != c.version+1 {
+		return fmt.Errorf("domain: event version %d applied to version %d of %s", e.AggregateVersion, c.version, c.id)
+	}
+	switch p := e.Payload.(type) {
+	case *events.ConnectionCreatedV1:
+		engine, err := ParseEngine(p.Type)
+		if err != nil {
+			return fmt.Errorf("domain: created event of %s: type: %w", c.id, err)
+		}
+		c.org = p.Organization
+		c.spec = Spec{
+			ProductName:  p.ProductName,
+			ConfigName:   p.ConfigName,
+			Engine:       engine,
+			Host:         p.Host,
+			Port:         p.Port,
+			DatabaseName: p.DatabaseName,
+			UserName:     p.UserName,
+			Schema:       p.Schema,
+			Metadata:     maps.Clone(p.Metadata),
+		}
+		c.credentials = Credentials{Password: fromEventSecret(p.Password)}
+		if p.SSL != nil {
+			c.spec.SSL = &SSL{Mode: p.SSL.Mode, CA: p.SSL.CA, Cert: p.SSL.Cert}
+			if p.SSL.Key != nil {
+				c.credentials.SSLKey = fromEventSecret(*p.SSL.Key)
+			}
+		}
+		c.createdAt = e.OccurredAt
+		c.updatedAt = e.OccurredAt
+	default:
+		return fmt.Errorf("domain: cannot apply %s", e.Type())
+	}
+	c.version = e.AggregateVersion
+	return nil
+}
+
+// ID is the connection's immutable id.
+func (c *Connection) ID() string { return c.id }
+
+// Version is the number of events in the connection's history.
+func (c *Connection) Version() uint64 { return c.version }
+
+// Organization owns the connection; its config names are unique.
+func (c *Connection) Organization() string { return c.org }
+
+// Spec is the current configuration, secrets excluded.
+func (c *Connection) Spec() Spec {
+	s := c.spec
+	s.Metadata = maps.Clone(c.spec.Metadata)
+	if c.spec.SSL != nil {
+		ssl := *c.spec.SSL
+		s.SSL = &ssl
+	}
+	return s
+}
+
+// Credentials are the sealed secrets.
+func (c *Connection) Credentials() Credentials { return c.credentials }
+
+// CreatedAt is when the connection was registered.
+func (c *Connection) CreatedAt() time.Time { return c.createdAt }
+
+// UpdatedAt is when the connection last changed.
+func (c *Connection) UpdatedAt() time.Time { return c.updatedAt }
+
+// Deleted reports whether the connection was retired.
+func (c *Connection) Deleted() bool { return c.deleted }
+
+func toEventSecret(s SealedSecret) events.SealedSecret {
+	return events.SealedSecret{Scheme: s.Scheme, KeyName: s.KeyName, Ciphertext: s.Ciphertext}
+}
+
+func fromEventSecret(s events.SealedSecret) SealedSecret {
+	return SealedSecret{Scheme: s.Scheme, KeyName: s.KeyName, Ciphertext: s.Ciphertext}
+}

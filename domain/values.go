@@ -1,0 +1,201 @@
+package domain
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// DefaultOrganization is the only organization until authentication lands;
+// config names are unique within it.
+const DefaultOrganization = "default"
+
+var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// Engine is a supported database engine.
+type Engine string
+
+// The supported engines, as the API spells them.
+const (
+	EngineOracle     Engine = "ORACLE"
+	EngineSQLServer  Engine = "SQL_SERVER"
+	EnginePostgreSQL Engine = "POSTGRESQL"
+	EngineMongoDB    Engine = "MONGODB"
+	EngineMySQL      Engine = "MYSQL"
+)
+
+var sslModes = map[Engine][]string{
+	EnginePostgreSQL: {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
+	EngineMySQL:      {"false", "true", "skip-verify", "preferred"},
+	EngineMongoDB:    {"disable", "false", "true", "enable", "insecure"},
+	EngineOracle:     {"disable", "false", "true", "enable", "verify", "skip-verify"},
+	EngineSQLServer:  {"disable", "false", "true", "strict"},
+}
+
+// ParseEngine accepts an engine name in any case.
+func ParseEngine(s string) (Engine, error) {
+	e := Engine(strings.ToUpper(strings.TrimSpace(s)))
+	if _, ok := sslModes[e]; !ok {
+		return "", fmt.Errorf("must be one of ORACLE, SQL_SERVER, POSTGRESQL, MONGODB, MYSQL")
+	}
+	return e, nil
+}
+
+// DefaultSchema is the schema a connection gets when none is given.
+func (e Engine) DefaultSchema() string {
+	switch e {
+	case EnginePostgreSQL:
+		return "public"
+	case EngineSQLServer:
+		return "dbo"
+	}
+	return ""
+}
+
+// SSLModes lists the SSL modes the engine accepts, as the API spells them.
+func (e Engine) SSLModes() []string { return slices.Clone(sslModes[e]) }
+
+// ParseSSLMode accepts a mode of the engine's list in any case and returns it
+// as the list spells it.
+func (e Engine) ParseSSLMode(s string) (string, error) {
+	m := strings.ToLower(strings.TrimSpace(s))
+	if !slices.Contains(sslModes[e], m) {
+		return "", fmt.Errorf("must be one of %s for %s", strings.Join(sslModes[e], ", "), e)
+	}
+	return m, nil
+}
+
+// ParseConfigName validates a config name: trimmed, 3 to 100 characters of
+// letters, digits, '_' and '-'. The case is kept; uniqueness ignores it.
+func ParseConfigName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if n := len(s); n < 3 || n > 100 {
+		return "", fmt.Errorf("must be 3 to 100 characters long")
+	}
+	if !namePattern.MatchString(s) {
+		return "", fmt.Errorf("may contain only letters, digits, '_' and '-'")
+	}
+	return s, nil
+}
+
+// ParseProductName validates a product name: trimmed, 1 to 100 characters of
+// letters, digits, '_' and '-', stored in lower case.
+func ParseProductName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", fmt.Errorf("is required")
+	}
+	if len(s) > 100 {
+		return "", fmt.Errorf("must be at most 100 characters long")
+	}
+	if !namePattern.MatchString(s) {
+		return "", fmt.Errorf("may contain only letters, digits, '_' and '-'")
+	}
+	return strings.ToLower(s), nil
+}
+
+// ParseHost accepts an IP address or a host name: no scheme, path, port,
+// credentials or spaces.
+func ParseHost(s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("is required")
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return s, nil
+	}
+	if len(s) > 253 {
+		return "", fmt.Errorf("must be at most 253 characters long")
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return "", fmt.Errorf("must be a host name or an IP address (no scheme, path or port)")
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return "", fmt.Errorf("must be a host name or an IP address (no scheme, path or port)")
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return "", fmt.Errorf("must be a host name or an IP address (no scheme, path or port)")
+			}
+		}
+	}
+	return s, nil
+}
+
+// Metadata limits.
+const (
+	MaxMetadataKeys        = 50
+	MaxMetadataKeyLength   = 100
+	MaxMetadataValueLength = 2000
+)
+
+func validateMetadata(md map[string]string, v *ValidationError) {
+	if len(md) > MaxMetadataKeys {
+		v.Add("metadata", ViolationBadValue, fmt.Sprintf("must have at most %d keys", MaxMetadataKeys))
+	}
+	for k, val := range md {
+		path := "metadata." + k
+		switch n := utf8.RuneCountInString(k); {
+		case n == 0:
+			v.Add("metadata", ViolationMetadataKeyTooLong, "keys must not be empty")
+		case n > MaxMetadataKeyLength:
+			v.Add(path[:min(len(path), 120)], ViolationMetadataKeyTooLong,
+				fmt.Sprintf("key must be at most %d characters long", MaxMetadataKeyLength))
+		}
+		if utf8.RuneCountInString(val) > MaxMetadataValueLength {
+			v.Add(path, ViolationMetadataValueTooLong,
+				fmt.Sprintf("must be at most %d characters long", MaxMetadataValueLength))
+		}
+	}
+}
+
+func validateCertificatePEM(s string) error {
+	rest := []byte(s)
+	found := false
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Errorf("must contain only PEM CERTIFICATE blocks")
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("holds a certificate that does not parse")
+		}
+		found = true
+	}
+	if !found || strings.TrimSpace(string(rest)) != "" {
+		return fmt.Errorf("must be one or more PEM certificates")
+	}
+	return nil
+}
+
+// validatePrivateKeyPEM checks a client key without ever quoting it.
+func validatePrivateKeyPEM(key []byte) error {
+	block, rest := pem.Decode(key)
+	if block == nil || strings.TrimSpace(string(rest)) != "" {
+		return fmt.Errorf("must be one PEM private key")
+	}
+	var err error
+	switch block.Type {
+	case "PRIVATE KEY":
+		_, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		_, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		_, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return fmt.Errorf("must be a PEM private key (PKCS#8, PKCS#1 or EC)")
+	}
+	if err != nil {
+		return fmt.Errorf("is not a valid private key")
+	}
+	return nil
+}

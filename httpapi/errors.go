@@ -1,0 +1,151 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/readmodel"
+)
+
+// Error codes. The FET codes are those of the published Lerian connection
+// API, so that a client written for it keeps working; REG codes are the
+// registry's own, for conditions that API does not name.
+const (
+	CodeBadValue           = "FET-0001"
+	CodeUnexpectedField    = "FET-0400"
+	CodeInvalidRequired    = "FET-0402"
+	CodeInvalidHeader      = "FET-0403"
+	CodeInvalidPathParam   = "FET-0404"
+	CodeInvalidQueryParam  = "FET-0405"
+	CodeLimitTooLarge      = "FET-0406"
+	CodeMetadataNested     = "FET-0410"
+	CodeMetadataValueLong  = "FET-0411"
+	CodeMetadataKeyLong    = "FET-0412"
+	CodeInvalidSSLMode     = "FET-0413"
+	CodeNotFound           = "FET-1001"
+	CodeDuplicateName      = "FET-1002"
+	CodeConflict           = "REG-0409"
+	CodeBodyTooLarge       = "REG-0413"
+	CodeUnsupportedMedia   = "REG-0415"
+	CodeInternal           = "REG-0500"
+	CodeEventStoreDown     = "REG-5031"
+	CodeReadModelDown      = "REG-5032"
+	CodeSealerDown         = "REG-5033"
+	CodeDependencyDownElse = "REG-5030"
+)
+
+// ErrorBody is the one shape of every error response.
+type ErrorBody struct {
+	Code    string            `json:"code"`
+	Title   string            `json:"title"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// requestError is a refusal decided by the HTTP layer itself (malformed JSON,
+// bad header, bad query parameter), already carrying its answer.
+type requestError struct {
+	status int
+	body   ErrorBody
+}
+
+func (e *requestError) Error() string { return e.body.Code + ": " + e.body.Message }
+
+func badRequest(code, title, message string, fields map[string]string) *requestError {
+	return &requestError{status: http.StatusBadRequest, body: ErrorBody{Code: code, Title: title, Message: message, Fields: fields}}
+}
+
+// violationCodes ranks violation kinds: a response names the code of its
+// highest-ranked violation and lists every field.
+var violationCodes = []struct {
+	kind domain.ViolationKind
+	code string
+}{
+	{domain.ViolationUnknownField, CodeUnexpectedField},
+	{domain.ViolationSSLMode, CodeInvalidSSLMode},
+	{domain.ViolationMetadataNotFlat, CodeMetadataNested},
+	{domain.ViolationMetadataValueTooLong, CodeMetadataValueLong},
+	{domain.ViolationMetadataKeyTooLong, CodeMetadataKeyLong},
+	{domain.ViolationMissing, CodeInvalidRequired},
+	{domain.ViolationInvalid, CodeInvalidRequired},
+	{domain.ViolationBadValue, CodeBadValue},
+}
+
+// headerFields are the paths of a ValidationError that name a header.
+var headerFields = map[string]bool{"X-Product-Name": true}
+
+// respondError is the one place where an error becomes an HTTP answer. Input
+// errors keep their message; anything unexpected is logged with the request
+// id and answered with a generic message, never with its text.
+func respondError(c *gin.Context, logger *slog.Logger, err error) {
+	status, body := classify(err)
+	if status >= 500 {
+		logger.Error("request failed", "requestId", requestID(c), "method", c.Request.Method,
+			"path", c.FullPath(), "status", status, "error", err.Error())
+	}
+	if status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "1")
+	}
+	c.AbortWithStatusJSON(status, body)
+}
+
+func classify(err error) (int, ErrorBody) {
+	var (
+		reqErr      *requestError
+		validation  *domain.ValidationError
+		unavailable *domain.UnavailableError
+	)
+	switch {
+	case errors.As(err, &reqErr):
+		return reqErr.status, reqErr.body
+	case errors.As(err, &validation):
+		return http.StatusBadRequest, validationBody(validation)
+	case errors.Is(err, domain.ErrNameTaken):
+		return http.StatusConflict, ErrorBody{Code: CodeDuplicateName, Title: "Duplicate configName",
+			Message: "A connection with this configName already exists in the organization."}
+	case errors.Is(err, domain.ErrNotFound), errors.Is(err, readmodel.ErrNotFound):
+		return http.StatusNotFound, ErrorBody{Code: CodeNotFound, Title: "Connection not found",
+			Message: "No connection exists with this id."}
+	case errors.Is(err, domain.ErrConcurrentChange):
+		return http.StatusConflict, ErrorBody{Code: CodeConflict, Title: "Concurrent change",
+			Message: "The connection changed while the request ran; retry it."}
+	case errors.As(err, &unavailable):
+		code, what := CodeDependencyDownElse, "A dependency"
+		switch unavailable.Dependency {
+		case domain.DependencyEventStore:
+			code, what = CodeEventStoreDown, "The event store (NATS JetStream)"
+		case domain.DependencyReadModel:
+			code, what = CodeReadModelDown, "The read model store"
+		case domain.DependencySealer:
+			code, what = CodeSealerDown, "The credential sealer (Vault)"
+		}
+		return http.StatusServiceUnavailable, ErrorBody{Code: code, Title: "Service unavailable",
+			Message: what + " is unavailable; nothing was written. Retry later."}
+	}
+	return http.StatusInternalServerError, ErrorBody{Code: CodeInternal, Title: "Internal error",
+		Message: "The request failed unexpectedly; the error was logged with its request id."}
+}
+
+func validationBody(v *domain.ValidationError) ErrorBody {
+	fields := make(map[string]string, len(v.Fields))
+	header := false
+	for p, viol := range v.Fields {
+		fields[p] = viol.Reason
+		header = header || headerFields[p]
+	}
+	if header {
+		return ErrorBody{Code: CodeInvalidHeader, Title: "Invalid header", Message: v.Error(), Fields: fields}
+	}
+	for _, vc := range violationCodes {
+		for _, viol := range v.Fields {
+			if viol.Kind == vc.kind {
+				return ErrorBody{Code: vc.code, Title: "Invalid request", Message: v.Error(), Fields: fields}
+			}
+		}
+	}
+	return ErrorBody{Code: CodeBadValue, Title: "Invalid request", Message: v.Error(), Fields: fields}
+}

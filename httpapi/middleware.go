@@ -1,0 +1,61 @@
+package httpapi
+
+import (
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+)
+
+const (
+	headerRequestID = "X-Request-Id"
+	ctxRequestID    = "requestId"
+)
+
+var safeRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// withRequestID takes the caller's X-Request-Id when it is safe to log, or
+// makes one, and echoes it.
+func withRequestID(c *gin.Context) {
+	id := c.GetHeader(headerRequestID)
+	if !safeRequestID.MatchString(id) {
+		id = uuid.NewString()
+	}
+	c.Set(ctxRequestID, id)
+	c.Header(headerRequestID, id)
+	c.Next()
+}
+
+func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
+
+// accessLog logs one line per request: never a header value or a body, which
+// may hold credentials.
+func accessLog(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		logger.Info("http request",
+			"requestId", requestID(c),
+			"method", c.Request.Method,
+			"route", c.FullPath(),
+			"status", c.Writer.Status(),
+			"durationMs", float64(time.Since(start).Microseconds())/1000)
+	}
+}
+
+// recoverer turns a panic into a logged 500 without the panic's value in the
+// answer.
+func recoverer(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if p := recover(); p != nil {
+				logger.Error("panic in handler", "requestId", requestID(c), "route", c.FullPath())
+				status, body := classify(nil)
+				c.AbortWithStatusJSON(status, body)
+			}
+		}()
+		c.Next()
+	}
+}

@@ -1,0 +1,86 @@
+package httpapi
+
+import (
+	"time"
+
+	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/readmodel"
+)
+
+type sslResponse struct {
+	Mode string `json:"mode"`
+}
+
+// connectionResponse is a connection as the API shows it: never a secret,
+// and of the SSL block only the mode.
+type connectionResponse struct {
+	ID           string            `json:"id"`
+	ConfigName   string            `json:"configName"`
+	ProductName  string            `json:"productName"`
+	Type         string            `json:"type"`
+	Host         string            `json:"host"`
+	Port         int               `json:"port"`
+	DatabaseName string            `json:"databaseName"`
+	UserName     string            `json:"userName"`
+	Schema       string            `json:"schema,omitempty"`
+	SSL          *sslResponse      `json:"ssl,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	CreatedAt    string            `json:"createdAt"`
+	UpdatedAt    string            `json:"updatedAt"`
+
+	version uint64
+}
+
+type listResponse struct {
+	Items []connectionResponse `json:"items"`
+	Page  int                  `json:"page"`
+	Limit int                  `json:"limit"`
+	Total int64                `json:"total"`
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func fromAggregate(c *domain.Connection) connectionResponse {
+	s := c.Spec()
+	r := connectionResponse{
+		ID:           c.ID(),
+		ConfigName:   s.ConfigName,
+		ProductName:  s.ProductName,
+		Type:         string(s.Engine),
+		Host:         s.Host,
+		Port:         s.Port,
+		DatabaseName: s.DatabaseName,
+		UserName:     s.UserName,
+		Schema:       s.Schema,
+		Metadata:     s.Metadata,
+		CreatedAt:    rfc3339(c.CreatedAt()),
+		UpdatedAt:    rfc3339(c.UpdatedAt()),
+		version:      c.Version(),
+	}
+	if s.SSL != nil {
+		r.SSL = &sslResponse{Mode: s.SSL.Mode}
+	}
+	return r
+}
+
+func fromDocument(d *readmodel.Document) connectionResponse {
+	r := connectionResponse{
+		ID:           d.ID,
+		ConfigName:   d.ConfigName,
+		ProductName:  d.ProductName,
+		Type:         d.Type,
+		Host:         d.Host,
+		Port:         d.Port,
+		DatabaseName: d.DatabaseName,
+		UserName:     d.UserName,
+		Schema:       d.Schema,
+		Metadata:     d.Metadata,
+		CreatedAt:    rfc3339(d.CreatedAt),
+		UpdatedAt:    rfc3339(d.UpdatedAt),
+		version:      d.Version,
+	}
+	if d.SSL != nil {
+		r.SSL = &sslResponse{Mode: d.SSL.Mode}
+	}
+	return r
+}

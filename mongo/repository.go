@@ -1,0 +1,227 @@
+// Package mongo keeps the read model in MongoDB (or a server speaking its
+// wire protocol, such as FerretDB): the projector's writes and the queries.
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/readmodel"
+)
+
+// Collection names.
+const (
+	ConnectionsCollection = "connections"
+	ParkedCollection      = "parked_events"
+)
+
+// Repository is the read model in one MongoDB database.
+type Repository struct {
+	client      *mongo.Client
+	connections *mongo.Collection
+	parked      *mongo.Collection
+	timeout     time.Duration
+}
+
+// Open connects, checks the server answers and creates the missing indexes.
+func Open(ctx context.Context, uri, database string, timeout time.Duration) (*Repository, error) {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(timeout).
+		SetServerSelectionTimeout(timeout).SetMaxPoolSize(64))
+	if err != nil {
+		return nil, fmt.Errorf("mongo: connect: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 3*timeout)
+	defer cancel()
+	if err := client.Ping(pingCtx, nil); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, domain.Unavailable(domain.DependencyReadModel, fmt.Errorf("mongo: ping: %w", err))
+	}
+	db := client.Database(database)
+	r := &Repository{
+		client:      client,
+		connections: db.Collection(ConnectionsCollection),
+		parked:      db.Collection(ParkedCollection),
+		timeout:     timeout,
+	}
+	if err := r.ensureIndexes(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close disconnects.
+func (r *Repository) Close(ctx context.Context) error { return r.client.Disconnect(ctx) }
+
+// indexes back the queries. They are created one at a time and only when
+// missing: FerretDB panics when one createIndexes call names several indexes
+// that already exist.
+var indexes = []struct {
+	name string
+	keys bson.D
+}{
+	{"live_newest", bson.D{{Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
+	{"product_newest", bson.D{{Key: "productName", Value: 1}, {Key: "createdAt", Value: -1}}},
+	{"org_name", bson.D{{Key: "organization", Value: 1}, {Key: "configNameKey", Value: 1}}},
+}
+
+func (r *Repository) ensureIndexes(ctx context.Context) error {
+	specs, err := r.connections.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		return domain.Unavailable(domain.DependencyReadModel, fmt.Errorf("mongo: list indexes: %w", err))
+	}
+	have := map[string]bool{}
+	for _, s := range specs {
+		have[s.Name] = true
+	}
+	for _, ix := range indexes {
+		if have[ix.name] {
+			continue
+		}
+		model := mongo.IndexModel{Keys: ix.keys, Options: options.Index().SetName(ix.name)}
+		if _, err := r.connections.Indexes().CreateOne(ctx, model); err != nil {
+			return fmt.Errorf("mongo: create index %s: %w", ix.name, err)
+		}
+	}
+	return nil
+}
+
+func unavailable(err error) error {
+	return domain.Unavailable(domain.DependencyReadModel, err)
+}
+
+// Documents implements readmodel.Store.
+func (r *Repository) Documents(ctx context.Context, ids []string) (map[string]*readmodel.Document, error) {
+	out := make(map[string]*readmodel.Document, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cur, err := r.connections.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	var docs []*readmodel.Document
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, unavailable(err)
+	}
+	for _, d := range docs {
+		out[d.ID] = d
+	}
+	return out, nil
+}
+
+// Write implements readmodel.Store with one unordered bulk write: inserts for
+// new documents, replaces guarded by the previous version for the others.
+func (r *Repository) Write(ctx context.Context, writes []readmodel.Write) error {
+	if len(writes) == 0 {
+		return nil
+	}
+	models := make([]mongo.WriteModel, 0, len(writes))
+	replaces := int64(0)
+	for _, w := range writes {
+		if w.Previous == 0 {
+			models = append(models, mongo.NewInsertOneModel().SetDocument(w.Doc))
+			continue
+		}
+		replaces++
+		models = append(models, mongo.NewReplaceOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "version", Value: w.Previous}}).
+			SetReplacement(w.Doc))
+	}
+	res, err := r.connections.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if mongo.IsDuplicateKeyError(err) {
+		return readmodel.ErrConflict
+	}
+	if err != nil {
+		return unavailable(err)
+	}
+	if res.MatchedCount < replaces {
+		return readmodel.ErrConflict
+	}
+	return nil
+}
+
+type parkedDoc struct {
+	Sequence uint64    `bson:"_id"`
+	Subject  string    `bson:"subject"`
+	Data     string    `bson:"data"`
+	Reason   string    `bson:"reason"`
+	ParkedAt time.Time `bson:"parkedAt"`
+}
+
+// Park implements readmodel.Store. Parking the same event twice keeps one.
+func (r *Repository) Park(ctx context.Context, parked []readmodel.Parked) error {
+	docs := make([]any, 0, len(parked))
+	for _, p := range parked {
+		docs = append(docs, parkedDoc{Sequence: p.Sequence, Subject: p.Subject, Data: string(p.Data), Reason: p.Reason, ParkedAt: p.ParkedAt})
+	}
+	_, err := r.parked.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// ParkedEvent is a parked event as operators see it.
+type ParkedEvent = parkedDoc
+
+// Parked lists parked events, oldest first.
+func (r *Repository) Parked(ctx context.Context) ([]ParkedEvent, error) {
+	cur, err := r.parked.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	var out []ParkedEvent
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, unavailable(err)
+	}
+	return out, nil
+}
+
+// Get returns the document of a live connection.
+func (r *Repository) Get(ctx context.Context, id string) (*readmodel.Document, error) {
+	var d readmodel.Document
+	err := r.connections.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, readmodel.ErrNotFound
+	}
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return &d, nil
+}
+
+// List returns one page of live connections, newest first.
+func (r *Repository) List(ctx context.Context, q readmodel.ListQuery) (readmodel.ListResult, error) {
+	filter := bson.D{{Key: "deleted", Value: false}}
+	if q.ProductName != "" {
+		filter = append(filter, bson.E{Key: "productName", Value: q.ProductName})
+	}
+	total, err := r.connections.CountDocuments(ctx, filter)
+	if err != nil {
+		return readmodel.ListResult{}, unavailable(err)
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).
+		SetSkip(int64((q.Page - 1) * q.Limit)).
+		SetLimit(int64(q.Limit))
+	cur, err := r.connections.Find(ctx, filter, opts)
+	if err != nil {
+		return readmodel.ListResult{}, unavailable(err)
+	}
+	items := []readmodel.Document{}
+	if err := cur.All(ctx, &items); err != nil {
+		return readmodel.ListResult{}, unavailable(err)
+	}
+	return readmodel.ListResult{Items: items, Total: total}, nil
+}

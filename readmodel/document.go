@@ -1,0 +1,95 @@
+// Package readmodel turns the event stream into the documents that queries
+// read: one document per connection, its current state, never a secret.
+// Projection is idempotent: each document remembers the aggregate version it
+// reflects, and an event at or below it changes nothing.
+package readmodel
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/connreg/registry/events"
+)
+
+// Document is one connection as queries see it. It holds no secret, not even
+// a sealed one: credentials are read from the event stream by the few
+// operations that need them.
+type Document struct {
+	ID            string            `bson:"_id"`
+	Version       uint64            `bson:"version"`
+	Sequence      uint64            `bson:"sequence"`
+	Organization  string            `bson:"organization"`
+	ConfigName    string            `bson:"configName"`
+	ConfigNameKey string            `bson:"configNameKey"`
+	ProductName   string            `bson:"productName"`
+	Type          string            `bson:"type"`
+	Host          string            `bson:"host"`
+	Port          int               `bson:"port"`
+	DatabaseName  string            `bson:"databaseName"`
+	UserName      string            `bson:"userName"`
+	Schema        string            `bson:"schema,omitempty"`
+	SSL           *SSL              `bson:"ssl,omitempty"`
+	Metadata      map[string]string `bson:"metadata,omitempty"`
+	CreatedAt     time.Time         `bson:"createdAt"`
+	UpdatedAt     time.Time         `bson:"updatedAt"`
+	Deleted       bool              `bson:"deleted"`
+}
+
+// SSL is the SSL block of a document: the mode and which parts are set.
+type SSL struct {
+	Mode    string `bson:"mode"`
+	HasCA   bool   `bson:"hasCA"`
+	HasCert bool   `bson:"hasCert"`
+	HasKey  bool   `bson:"hasKey"`
+}
+
+// ErrGap means an event arrived for a document that has not seen the event
+// before it: something earlier was parked or lost. The event is parked too.
+var ErrGap = errors.New("readmodel: event does not follow the document's version")
+
+// Apply folds one event into doc (nil when the connection has no document
+// yet) and returns the new document. applied is false when the event was
+// already reflected (a redelivery or a replay), in which case doc is returned
+// unchanged.
+func Apply(doc *Document, e events.Event, sequence uint64) (next *Document, applied bool, err error) {
+	current := uint64(0)
+	if doc != nil {
+		current = doc.Version
+	}
+	if e.AggregateVersion <= current {
+		return doc, false, nil
+	}
+	if e.AggregateVersion != current+1 {
+		return doc, false, fmt.Errorf("%w: event version %d, document version %d", ErrGap, e.AggregateVersion, current)
+	}
+	switch p := e.Payload.(type) {
+	case *events.ConnectionCreatedV1:
+		next = &Document{
+			ID:            e.AggregateID,
+			Organization:  p.Organization,
+			ConfigName:    p.ConfigName,
+			ConfigNameKey: strings.ToLower(p.ConfigName),
+			ProductName:   p.ProductName,
+			Type:          p.Type,
+			Host:          p.Host,
+			Port:          p.Port,
+			DatabaseName:  p.DatabaseName,
+			UserName:      p.UserName,
+			Schema:        p.Schema,
+			Metadata:      maps.Clone(p.Metadata),
+			CreatedAt:     e.OccurredAt.UTC(),
+		}
+		if p.SSL != nil {
+			next.SSL = &SSL{Mode: p.SSL.Mode, HasCA: p.SSL.CA != "", HasCert: p.SSL.Cert != "", HasKey: p.SSL.Key != nil}
+		}
+	default:
+		return doc, false, fmt.Errorf("readmodel: no projection for %s", e.Type())
+	}
+	next.Version = e.AggregateVersion
+	next.Sequence = sequence
+	next.UpdatedAt = e.OccurredAt.UTC()
+	return next, true, nil
+}

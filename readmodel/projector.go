@@ -1,0 +1,191 @@
+package readmodel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/connreg/registry/events"
+)
+
+// Message is one stream message handed to the projector.
+type Message struct {
+	Sequence uint64
+	Subject  string
+	Data     []byte
+}
+
+// Write replaces one document, guarded: it applies only while the stored
+// document still has version Previous (0: no document yet).
+type Write struct {
+	Doc      *Document
+	Previous uint64
+}
+
+// Parked is an event the projector could not apply and set aside, with the
+// reason, so that it neither stops the projector nor vanishes.
+type Parked struct {
+	Sequence uint64
+	Subject  string
+	Data     []byte
+	Reason   string
+	ParkedAt time.Time
+}
+
+// ErrConflict is returned by a Store when a guarded write found a document of
+// another version: another projector wrote in between.
+var ErrConflict = errors.New("readmodel: document changed concurrently")
+
+// Store is where the projector keeps the documents.
+type Store interface {
+	Documents(ctx context.Context, ids []string) (map[string]*Document, error)
+	Write(ctx context.Context, writes []Write) error
+	Park(ctx context.Context, parked []Parked) error
+}
+
+// Projector applies batches of events to the read model: one read of the
+// documents involved and one bulk write per batch, because single writes
+// into the embedded store cost milliseconds each.
+type Projector struct {
+	store  Store
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu        sync.Mutex
+	projected uint64
+	advanced  chan struct{}
+}
+
+// NewProjector returns a projector writing to store.
+func NewProjector(store Store, logger *slog.Logger, now func() time.Time) (*Projector, error) {
+	if store == nil || logger == nil || now == nil {
+		return nil, errors.New("readmodel: NewProjector needs a store, a logger and a clock")
+	}
+	return &Projector{store: store, logger: logger, now: now, advanced: make(chan struct{})}, nil
+}
+
+// Project applies one batch, in stream order. It returns an error only for
+// a failure worth redelivering the whole batch (the store is down); events
+// that cannot be applied are parked, and events already applied are skipped,
+// so redelivery is harmless.
+func (p *Projector) Project(ctx context.Context, batch []Message) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	type decoded struct {
+		msg Message
+		ev  events.Event
+	}
+	var (
+		evs    []decoded
+		parked []Parked
+		ids    []string
+		seen   = map[string]bool{}
+	)
+	for _, m := range batch {
+		e, err := events.Decode(m.Data)
+		if err != nil {
+			parked = append(parked, p.park(m, err))
+			continue
+		}
+		evs = append(evs, decoded{m, e})
+		if !seen[e.AggregateID] {
+			seen[e.AggregateID] = true
+			ids = append(ids, e.AggregateID)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		docs, err := p.store.Documents(ctx, ids)
+		if err != nil {
+			return err
+		}
+		previous := make(map[string]uint64, len(docs))
+		for id, d := range docs {
+			previous[id] = d.Version
+		}
+		var parkedNow []Parked
+		changed := map[string]bool{}
+		blocked := map[string]bool{}
+		for _, d := range evs {
+			id := d.ev.AggregateID
+			if blocked[id] {
+				parkedNow = append(parkedNow, p.park(d.msg, fmt.Errorf("%w: an earlier event of %s in this batch was parked", ErrGap, id)))
+				continue
+			}
+			next, applied, err := Apply(docs[id], d.ev, d.msg.Sequence)
+			if err != nil {
+				blocked[id] = true
+				parkedNow = append(parkedNow, p.park(d.msg, err))
+				continue
+			}
+			if applied {
+				docs[id] = next
+				changed[id] = true
+			}
+		}
+		writes := make([]Write, 0, len(changed))
+		for _, id := range ids {
+			if changed[id] {
+				writes = append(writes, Write{Doc: docs[id], Previous: previous[id]})
+			}
+		}
+		err = p.store.Write(ctx, writes)
+		if errors.Is(err, ErrConflict) && attempt < 3 {
+			continue // another projector moved; re-read and re-fold
+		}
+		if err != nil {
+			return err
+		}
+		if all := append(parked, parkedNow...); len(all) > 0 {
+			if err := p.store.Park(ctx, all); err != nil {
+				return err
+			}
+		}
+		p.advance(batch[len(batch)-1].Sequence)
+		return nil
+	}
+}
+
+func (p *Projector) park(m Message, reason error) Parked {
+	p.logger.Error("projector parked an event", "sequence", m.Sequence, "subject", m.Subject, "reason", reason.Error())
+	return Parked{Sequence: m.Sequence, Subject: m.Subject, Data: m.Data, Reason: reason.Error(), ParkedAt: p.now().UTC()}
+}
+
+func (p *Projector) advance(seq uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if seq > p.projected {
+		p.projected = seq
+		close(p.advanced)
+		p.advanced = make(chan struct{})
+	}
+}
+
+// Projected is the stream sequence up to which every event is reflected in
+// the read model (or parked).
+func (p *Projector) Projected() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.projected
+}
+
+// WaitFor blocks until the read model reflects the stream up to seq, or ctx
+// ends. Readers call it after a write of their own (read-your-writes).
+func (p *Projector) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		p.mu.Lock()
+		done, ch := p.projected >= seq, p.advanced
+		p.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
