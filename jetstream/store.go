@@ -79,6 +79,10 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		return seq, nil
 	}
 	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchDuplicate {
+		// The same events were stored before (a retry after a lost answer).
+		return s.alreadyStored(ctx, a)
+	}
 	if errors.As(err, &apiErr) && isWrongLastSequence(apiErr) {
 		// Someone wrote between our reads and the commit: say which invariant.
 		if a.Claim != nil {
@@ -243,6 +247,7 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 // Atomic-batch errors that a new attempt can cure: the server holds too many
 // open batches, or refused our first message for that reason.
 const (
+	errCodeBatchDuplicate       = 10201
 	errCodeBatchIncomplete      = 10176
 	errCodeBatchTooManyInflight = 10210
 )
@@ -265,6 +270,20 @@ func (s *Store) publishRetrying(ctx context.Context, msgs []*nats.Msg) (uint64, 
 		}
 		pause = min(2*pause, 20*time.Millisecond)
 	}
+}
+
+// alreadyStored answers a retried append whose events the stream holds
+// already: success with the stored sequence when the aggregate's newest event
+// is our last one, a concurrent change otherwise.
+func (s *Store) alreadyStored(ctx context.Context, a commands.Append) (uint64, error) {
+	last, err := s.stream.GetLastMsgForSubject(ctx, events.EventSubject(a.AggregateID))
+	if err != nil {
+		return 0, domain.ErrConcurrentChange
+	}
+	if last.Header.Get(jetstream.MsgIDHeader) == a.Events[len(a.Events)-1].EventID {
+		return last.Sequence, nil
+	}
+	return 0, domain.ErrConcurrentChange
 }
 
 func isWrongLastSequence(e *jetstream.APIError) bool {

@@ -1,0 +1,232 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connreg/registry/commands"
+	"github.com/connreg/registry/devstack"
+	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/events"
+)
+
+type fixture struct {
+	url    string
+	nc     *nats.Conn
+	js     natsjs.JetStream
+	stream natsjs.Stream
+	store  *Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv, err := devstack.StartNATS(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := EnsureStream(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewStore(nc, stream, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{url: srv.URL(), nc: nc, js: js, stream: stream, store: store}
+}
+
+func createdEvent(id, name string) events.Event {
+	return events.Event{
+		Metadata: events.Metadata{EventID: uuid.NewString(), AggregateID: id, AggregateVersion: 1, OccurredAt: time.Now(), Actor: "test"},
+		Payload: &events.ConnectionCreatedV1{Organization: "default", ConfigName: name, Type: "POSTGRESQL",
+			Password: events.SealedSecret{Scheme: "dev", KeyName: "k", Ciphertext: "devseal:v1:x"}},
+	}
+}
+
+func createAppend(id, name string) commands.Append {
+	return commands.Append{
+		AggregateID: id,
+		Events:      []events.Event{createdEvent(id, name)},
+		Claim:       &commands.NameClaim{Organization: "default", ConfigName: name},
+	}
+}
+
+func (f *fixture) count(t *testing.T, filter string) uint64 {
+	t.Helper()
+	info, err := f.stream.Info(t.Context(), natsjs.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
+}
+
+func TestStreamIsAppendOnly(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "a-db")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.stream.CachedInfo().Config
+	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.MaxAge != 0 || cfg.Storage != natsjs.FileStorage || cfg.Duplicates == 0 {
+		t.Fatalf("stream config %+v", cfg)
+	}
+	if err := f.stream.Purge(t.Context()); err == nil {
+		t.Error("purge succeeded on the system of record")
+	}
+	if err := f.stream.DeleteMsg(t.Context(), 1); err == nil {
+		t.Error("deleting a message succeeded on the system of record")
+	}
+}
+
+func TestAppendClaimsTheNameAtomically(t *testing.T) {
+	f := newFixture(t)
+	first := uuid.NewString()
+	seq, err := f.store.Append(t.Context(), createAppend(first, "Orders"))
+	if err != nil || seq != 2 {
+		t.Fatalf("seq %d err %v", seq, err)
+	}
+	_, err = f.store.Append(t.Context(), createAppend(uuid.NewString(), "orders"))
+	if !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("second claim: %v", err)
+	}
+	if n := f.count(t, events.EventSubjectFilter); n != 1 {
+		t.Fatalf("%d events", n)
+	}
+	history, last, err := f.store.Load(t.Context(), first)
+	if err != nil || len(history) != 1 || last != 2 || history[0].AggregateID != first {
+		t.Fatalf("load: %v %d %v", history, last, err)
+	}
+	if _, _, err := f.store.Load(t.Context(), uuid.NewString()); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("load of unknown: %v", err)
+	}
+}
+
+func TestConcurrentClaimsOfOneNameLetOneWin(t *testing.T) {
+	f := newFixture(t)
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = f.store.Append(context.Background(), createAppend(uuid.NewString(), "hot-name"))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, domain.ErrNameTaken):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if won != 1 || f.count(t, events.EventSubjectFilter) != 1 || f.count(t, events.NameSubjectFilter) != 1 {
+		t.Fatalf("%d won; %d events; %d claims", won, f.count(t, events.EventSubjectFilter), f.count(t, events.NameSubjectFilter))
+	}
+}
+
+// TestCrashBetweenClaimAndEvent injects the crash the issue names: a writer
+// sends the name claim of its batch and dies before the event and the
+// commit. The claim never becomes visible, the name is free at once for
+// another connection, and no connection exists without its claim.
+func TestCrashBetweenClaimAndEvent(t *testing.T) {
+	f := newFixture(t)
+	crashed := uuid.NewString()
+	a := createAppend(crashed, "fragile-db")
+
+	// The dying writer: its own connection, the first message of the batch, gone.
+	nc, err := nats.Connect(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dying := &Store{nc: nc, stream: f.stream, timeout: time.Second}
+	msgs, err := dying.prepare(t.Context(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 || msgs[0].Subject != events.NameSubject("default", "fragile-db") {
+		t.Fatalf("batch = %v", msgs)
+	}
+	msgs[0].Header.Set("Nats-Batch-Id", "crash-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+	msgs[0].Header.Set("Nats-Batch-Sequence", "1")
+	if err := nc.PublishMsg(msgs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close() // the crash
+
+	if n := f.count(t, events.NameSubjectFilter); n != 0 {
+		t.Fatalf("an uncommitted claim is visible: %d claims", n)
+	}
+	other := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(other, "FRAGILE-db")); err != nil {
+		t.Fatalf("the name stayed blocked after the crash: %v", err)
+	}
+	if _, _, err := f.store.Load(t.Context(), crashed); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("the crashed connection exists: %v", err)
+	}
+	last, err := f.stream.GetLastMsgForSubject(t.Context(), events.NameSubject("default", "fragile-db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(last.Data), other) {
+		t.Fatalf("the claim belongs to %s", last.Data)
+	}
+}
+
+// TestRetriedAppendIsStoredOnce: a writer whose commit reached the server but
+// whose answer was lost retries the same events; they are stored once and the
+// retry answers with the stored sequence.
+func TestRetriedAppendIsStoredOnce(t *testing.T) {
+	f := newFixture(t)
+	id := uuid.NewString()
+	a := createAppend(id, "retry-db")
+	if _, err := f.store.Append(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	// The retry of the very same append: the name is held by the same
+	// connection and the event id is within the duplicate window.
+	seq, err := f.store.Append(t.Context(), a)
+	if err != nil || seq != 2 {
+		t.Fatalf("retry: seq %d, %v", seq, err)
+	}
+	if n := f.count(t, events.EventSubjectFilter); n != 1 {
+		t.Fatalf("%d events after a retry", n)
+	}
+}
+
+func TestAppendWithNATSDownIsUnavailable(t *testing.T) {
+	f := newFixture(t)
+	f.nc.Close()
+	_, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "down-db"))
+	if !domain.IsUnavailable(err) {
+		t.Fatalf("err = %v", err)
+	}
+}
