@@ -2,6 +2,7 @@ package bootstrap_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"io"
@@ -213,3 +214,5 @@ func testContext(t *testing.T) (context.Context, context.CancelFunc) {
 func runProjector(ctx context.Context, cfg bootstrap.Config) error {
 	return bootstrap.RunProjector(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
