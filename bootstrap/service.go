@@ -76,7 +76,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if err != nil {
 		return nil, err
 	}
-	create, err := commands.NewCreateHandler(s.Store, sealer, newID, now)
+	create, err := commands.NewCreateHandler(commands.CreateDeps{
+		Store: s.Store, History: s.Store, Sealer: sealer, NewID: newID, KeyedID: keyedID, Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	update, err := commands.NewUpdateHandler(s.Store, s.Store, sealer, newID, now)
+	if err != nil {
+		return nil, err
+	}
+	remove, err := commands.NewDeleteHandler(s.Store, s.Store, newID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +101,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	}
 	api, err := httpapi.New(httpapi.Deps{
 		Create:     create,
+		Update:     update,
+		Delete:     remove,
 		Reader:     s.ReadModel,
 		History:    s.Store,
 		Projection: projection,
@@ -200,6 +212,12 @@ func (s *Service) Close() {
 // now is the service clock: UTC, to the millisecond, the precision the read
 // model keeps, so that a connection reads the same from every source.
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// idempotencyNamespace scopes the ids derived from Idempotency-Keys.
+var idempotencyNamespace = uuid.MustParse("6f1c2f3e-5d1a-4c8e-9b7a-2e4d8c9f0a11")
+
+// keyedID derives a connection id from an idempotency scope (UUID v5).
+func keyedID(scope string) string { return uuid.NewSHA1(idempotencyNamespace, []byte(scope)).String() }
 
 func newID() string {
 	id, err := uuid.NewV7()

@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -11,80 +13,122 @@ import (
 
 // CreateConnection asks to register a connection. Input holds plaintext
 // secrets; the handler seals them and wipes the input's copies.
+// IdempotencyKey, when set, makes a retry of the same request return the
+// connection it created instead of a second one.
 type CreateConnection struct {
-	Input  domain.SpecInput
-	Origin domain.Origin // At is set by the handler's clock
+	Input          domain.SpecInput
+	Origin         domain.Origin // At is set by the handler's clock
+	IdempotencyKey string
 }
 
-// Created is what a successful create returns: the new aggregate and the
-// stream sequence of its event, which readers use to wait for the projection.
-type Created struct {
-	Connection *domain.Connection
-	Sequence   uint64
+// CreateDeps are the create handler's collaborators; all are required.
+type CreateDeps struct {
+	Store   EventStore
+	History History
+	Sealer  Sealer
+	// NewID makes a new connection or event id.
+	NewID func() string
+	// KeyedID makes the id of a connection created with an Idempotency-Key:
+	// the same scope always gives the same id.
+	KeyedID func(scope string) string
+	Now     func() time.Time
 }
 
 // CreateHandler validates, seals and appends. It never appends a connection
 // whose secrets are not sealed, and a failure at any step writes nothing.
 type CreateHandler struct {
-	store  EventStore
-	sealer Sealer
-	newID  func() string
-	now    func() time.Time
+	CreateDeps
 }
 
-// NewCreateHandler wires the handler; every dependency is required.
-func NewCreateHandler(store EventStore, sealer Sealer, newID func() string, now func() time.Time) (*CreateHandler, error) {
-	if store == nil || sealer == nil || newID == nil || now == nil {
-		return nil, errors.New("commands: NewCreateHandler needs a store, a sealer, an id generator and a clock")
+// NewCreateHandler wires the handler.
+func NewCreateHandler(d CreateDeps) (*CreateHandler, error) {
+	if d.Store == nil || d.History == nil || d.Sealer == nil || d.NewID == nil || d.KeyedID == nil || d.Now == nil {
+		return nil, errors.New("commands: NewCreateHandler needs a store, a history, a sealer, id generators and a clock")
 	}
-	return &CreateHandler{store: store, sealer: sealer, newID: newID, now: now}, nil
+	return &CreateHandler{CreateDeps: d}, nil
 }
 
-// Handle runs the command.
-func (h *CreateHandler) Handle(ctx context.Context, cmd CreateConnection) (Created, error) {
+// Handle runs the command. With an Idempotency-Key the connection id is
+// derived from the key (scoped to the product), so two concurrent retries
+// race for one aggregate and the event store lets one win; the other, like
+// any later retry, gets the connection as it was created. Reusing the key
+// for another configuration fails with domain.ErrIdempotencyKeyReused.
+func (h *CreateHandler) Handle(ctx context.Context, cmd CreateConnection) (Result, error) {
 	defer clear(cmd.Input.Password)
 	if cmd.Input.SSL != nil {
 		defer clear(cmd.Input.SSL.Key)
 	}
 	spec, secrets, err := domain.ParseSpec(cmd.Input)
 	if err != nil {
-		return Created{}, err
+		return Result{}, err
 	}
-	id := h.newID()
-	creds, err := h.seal(ctx, id, secrets)
+	id := h.NewID()
+	var idem *domain.Idempotency
+	if cmd.IdempotencyKey != "" {
+		scope := domain.DefaultOrganization + "\x00" + spec.ProductName + "\x00" + cmd.IdempotencyKey
+		sum := sha256.Sum256([]byte(scope))
+		idem = &domain.Idempotency{KeyHash: hex.EncodeToString(sum[:]), Fingerprint: spec.Fingerprint()}
+		id = h.KeyedID(scope)
+		if res, err := h.replay(ctx, id, idem); !errors.Is(err, domain.ErrNotFound) {
+			return res, err
+		}
+	}
+	creds, err := sealSecrets(ctx, h.Sealer, id, secrets)
 	if err != nil {
-		return Created{}, err
+		return Result{}, err
 	}
 	origin := cmd.Origin
-	origin.At = h.now()
-	conn, err := domain.Create(id, spec, creds, origin)
+	origin.At = h.Now()
+	conn, err := domain.Create(id, spec, creds, origin, idem)
 	if err != nil {
-		return Created{}, err
+		return Result{}, err
 	}
-	evs := conn.PendingEvents()
-	for i := range evs {
-		evs[i].EventID = h.newID()
-	}
-	seq, err := h.store.Append(ctx, Append{
+	seq, err := h.Store.Append(ctx, Append{
 		AggregateID:     id,
 		ExpectedVersion: 0,
-		Events:          evs,
+		Events:          stamp(conn, h.NewID),
 		Claim:           &NameClaim{Organization: conn.Organization(), ConfigName: spec.ConfigName},
 	})
-	if err != nil {
-		return Created{}, err
+	if idem != nil && (errors.Is(err, domain.ErrConcurrentChange) || errors.Is(err, domain.ErrNameTaken)) {
+		// A concurrent retry of the same request may have won.
+		if res, rerr := h.replay(ctx, id, idem); rerr == nil || !errors.Is(rerr, domain.ErrNotFound) {
+			return res, rerr
+		}
 	}
-	return Created{Connection: conn, Sequence: seq}, nil
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Connection: conn, Sequence: seq, Changed: true}, nil
 }
 
-func (h *CreateHandler) seal(ctx context.Context, id string, s domain.Secrets) (domain.Credentials, error) {
+// replay answers a retried idempotent create with the connection as its
+// create made it.
+func (h *CreateHandler) replay(ctx context.Context, id string, idem *domain.Idempotency) (Result, error) {
+	evs, _, err := h.History.Load(ctx, id)
+	if err != nil {
+		return Result{}, err
+	}
+	first, err := domain.Rebuild(evs[:1])
+	if err != nil {
+		return Result{}, err
+	}
+	if by := first.CreatedBy(); by == nil || by.KeyHash != idem.KeyHash || by.Fingerprint != idem.Fingerprint {
+		return Result{}, domain.ErrIdempotencyKeyReused
+	}
+	return Result{Connection: first}, nil
+}
+
+// sealSecrets seals whichever secrets are present, bound to the connection id.
+func sealSecrets(ctx context.Context, sealer Sealer, id string, s domain.Secrets) (domain.Credentials, error) {
 	var creds domain.Credentials
 	var err error
-	if creds.Password, err = h.sealer.Seal(ctx, id, s.Password); err != nil {
-		return creds, fmt.Errorf("seal password: %w", err)
+	if len(s.Password) > 0 {
+		if creds.Password, err = sealer.Seal(ctx, id, s.Password); err != nil {
+			return creds, fmt.Errorf("seal password: %w", err)
+		}
 	}
 	if len(s.SSLKey) > 0 {
-		if creds.SSLKey, err = h.sealer.Seal(ctx, id, s.SSLKey); err != nil {
+		if creds.SSLKey, err = sealer.Seal(ctx, id, s.SSLKey); err != nil {
 			return creds, fmt.Errorf("seal ssl key: %w", err)
 		}
 	}

@@ -42,3 +42,9 @@ type Append struct {
 type EventStore interface {
 	Append(ctx context.Context, a Append) (uint64, error)
 }
+
+// History loads an aggregate's events, oldest first, from the event store;
+// domain.ErrNotFound when it has none.
+type History interface {
+	Load(ctx context.Context, aggregateID string) ([]events.Event, uint64, error)
+}

@@ -35,6 +35,8 @@ type Connection struct {
 	createdAt   time.Time
 	updatedAt   time.Time
 	deleted     bool
+	lastTest    *TestRecord
+	idempotency *Idempotency
 
 	pending []events.Event
 }
@@ -43,7 +45,9 @@ type Connection struct {
 // credentials, recording ConnectionCreatedV1. The id must be new; the
 // uniqueness of the config name is enforced by the event store, atomically
 // with the append.
-func Create(id string, spec Spec, creds Credentials, origin Origin) (*Connection, error) {
+//
+// idem, when not nil, records the Idempotency-Key the create came with.
+func Create(id string, spec Spec, creds Credentials, origin Origin, idem *Idempotency) (*Connection, error) {
 	if id == "" {
 		return nil, errors.New("domain: a connection needs an id")
 	}
@@ -66,6 +70,9 @@ func Create(id string, spec Spec, creds Credentials, origin Origin) (*Connection
 		Password:     toEventSecret(creds.Password),
 		Schema:       spec.Schema,
 		Metadata:     maps.Clone(spec.Metadata),
+	}
+	if idem != nil {
+		payload.Idempotency = &events.Idempotency{KeyHash: idem.KeyHash, Fingerprint: idem.Fingerprint}
 	}
 	if spec.SSL != nil {
 		payload.SSL = &events.SSL{Mode: spec.SSL.Mode, CA: spec.SSL.CA, Cert: spec.SSL.Cert}
@@ -159,6 +166,24 @@ func (c *Connection) apply(e events.Event) error {
 		}
 		c.createdAt = e.OccurredAt
 		c.updatedAt = e.OccurredAt
+		if p.Idempotency != nil {
+			c.idempotency = &Idempotency{KeyHash: p.Idempotency.KeyHash, Fingerprint: p.Idempotency.Fingerprint}
+		}
+	case *events.ConnectionUpdatedV1:
+		if err := c.applyUpdate(p); err != nil {
+			return err
+		}
+		c.updatedAt = e.OccurredAt
+	case *events.ConnectionDeletedV1:
+		c.deleted = true
+		c.updatedAt = e.OccurredAt
+	case *events.ConnectionCredentialsResealedV1:
+		c.credentials.Password = fromEventSecret(p.Password)
+		if p.SSLKey != nil {
+			c.credentials.SSLKey = fromEventSecret(*p.SSLKey)
+		}
+	case *events.ConnectionTestedV1:
+		c.lastTest = &TestRecord{Status: p.Status, Reason: p.Reason, LatencyMs: p.LatencyMs, At: e.OccurredAt}
 	default:
 		return fmt.Errorf("domain: cannot apply %s", e.Type())
 	}
@@ -197,6 +222,76 @@ func (c *Connection) UpdatedAt() time.Time { return c.updatedAt }
 
 // Deleted reports whether the connection was retired.
 func (c *Connection) Deleted() bool { return c.deleted }
+
+// Idempotency identifies the request that created a connection.
+type Idempotency struct {
+	KeyHash     string
+	Fingerprint string
+}
+
+// CreatedBy is the Idempotency-Key record of the create, nil when it had none.
+func (c *Connection) CreatedBy() *Idempotency { return c.idempotency }
+
+// TestRecord is the outcome of the latest connection test.
+type TestRecord struct {
+	Status    string
+	Reason    string
+	LatencyMs int64
+	At        time.Time
+}
+
+// LastTest is the latest connection test, nil when there was none.
+func (c *Connection) LastTest() *TestRecord { return c.lastTest }
+
+func (c *Connection) applyUpdate(p *events.ConnectionUpdatedV1) error {
+	s := &c.spec
+	if p.ConfigName != nil {
+		s.ConfigName = *p.ConfigName
+	}
+	if p.Type != nil {
+		engine, err := ParseEngine(*p.Type)
+		if err != nil {
+			return fmt.Errorf("domain: updated event of %s: type: %w", c.id, err)
+		}
+		s.Engine = engine
+	}
+	if p.Host != nil {
+		s.Host = *p.Host
+	}
+	if p.Port != nil {
+		s.Port = *p.Port
+	}
+	if p.DatabaseName != nil {
+		s.DatabaseName = *p.DatabaseName
+	}
+	if p.UserName != nil {
+		s.UserName = *p.UserName
+	}
+	if p.Password != nil {
+		c.credentials.Password = fromEventSecret(*p.Password)
+	}
+	if p.Schema != nil {
+		s.Schema = *p.Schema
+	}
+	for _, f := range p.Changed {
+		switch f {
+		case events.FieldSSL:
+			s.SSL, c.credentials.SSLKey = nil, SealedSecret{}
+			if p.SSL != nil {
+				s.SSL = &SSL{Mode: p.SSL.Mode, CA: p.SSL.CA, Cert: p.SSL.Cert}
+				if p.SSL.Key != nil {
+					c.credentials.SSLKey = fromEventSecret(*p.SSL.Key)
+				}
+			}
+		case events.FieldMetadata:
+			s.Metadata = maps.Clone(p.Metadata)
+			if len(s.Metadata) == 0 {
+				s.Metadata = nil
+			}
+		}
+	}
+	return nil
+}
 
 func toEventSecret(s SealedSecret) events.SealedSecret {
 	return events.SealedSecret{Scheme: s.Scheme, KeyName: s.KeyName, Ciphertext: s.Ciphertext}

@@ -13,6 +13,10 @@ var (
 	ErrNameTaken = errors.New("config name already in use")
 	// ErrNotFound: no live connection has the id.
 	ErrNotFound = errors.New("connection not found")
+	// ErrVersionMismatch: the caller's expected version (If-Match) is stale.
+	ErrVersionMismatch = errors.New("connection version does not match")
+	// ErrIdempotencyKeyReused: an Idempotency-Key came back with another request.
+	ErrIdempotencyKeyReused = errors.New("idempotency key used with a different request")
 	// ErrConcurrentChange: the aggregate changed between load and append.
 	ErrConcurrentChange = errors.New("connection changed concurrently")
 )

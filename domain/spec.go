@@ -1,8 +1,12 @@
 package domain
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -191,4 +195,27 @@ func parseSSL(v *ValidationError, engine Engine, in SSLInput) (*SSL, []byte) {
 		key = in.Key
 	}
 	return out, key
+}
+
+// Fingerprint identifies the configuration a create asked for, secrets
+// excluded (a hash of a password would be a way to guess it): two requests
+// with the same fingerprint describe the same connection.
+func (s Spec) Fingerprint() string {
+	h := sha256.New()
+	field := func(v string) { fmt.Fprintf(h, "%d:%s;", len(v), v) }
+	for _, v := range []string{s.ProductName, s.ConfigName, string(s.Engine), s.Host, strconv.Itoa(s.Port), s.DatabaseName, s.UserName, s.Schema} {
+		field(v)
+	}
+	if s.SSL != nil {
+		field("ssl")
+		field(s.SSL.Mode)
+		field(s.SSL.CA)
+		field(s.SSL.Cert)
+	}
+	keys := slices.Sorted(maps.Keys(s.Metadata))
+	for _, k := range keys {
+		field(k)
+		field(s.Metadata[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

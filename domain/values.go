@@ -105,13 +105,21 @@ func ParseHost(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("is required")
 	}
-	if _, err := netip.ParseAddr(s); err == nil {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return "", fmt.Errorf("must be an IP address without a zone, or a host name")
+		}
 		return s, nil
 	}
 	if len(s) > 253 {
 		return "", fmt.Errorf("must be at most 253 characters long")
 	}
-	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	if last := labels[len(labels)-1]; last != "" && strings.Trim(last, "0123456789") == "" {
+		// An all-numeric top label is a malformed IP address, not a name.
+		return "", fmt.Errorf("must be a valid IP address or a host name")
+	}
+	for _, label := range labels {
 		if label == "" || len(label) > 63 {
 			return "", fmt.Errorf("must be a host name or an IP address (no scheme, path or port)")
 		}

@@ -39,7 +39,92 @@ type ConnectionCreatedV1 struct {
 	Schema       string            `json:"schema,omitempty"`
 	SSL          *SSL              `json:"ssl,omitempty"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
+	// Idempotency is set when the create carried an Idempotency-Key.
+	Idempotency *Idempotency `json:"idempotency,omitempty"`
 }
 
 // EventType implements Payload.
 func (*ConnectionCreatedV1) EventType() string { return TypeConnectionCreatedV1 }
+
+// More event type names.
+const (
+	TypeConnectionUpdatedV1           = "connection.updated.v1"
+	TypeConnectionDeletedV1           = "connection.deleted.v1"
+	TypeConnectionCredentialsResealed = "connection.credentials-resealed.v1"
+	TypeConnectionTestedV1            = "connection.tested.v1"
+)
+
+// Field names listed in ConnectionUpdatedV1.Changed.
+const (
+	FieldConfigName   = "configName"
+	FieldType         = "type"
+	FieldHost         = "host"
+	FieldPort         = "port"
+	FieldDatabaseName = "databaseName"
+	FieldUserName     = "userName"
+	FieldPassword     = "password"
+	FieldSchema       = "schema"
+	FieldSSL          = "ssl"
+	FieldMetadata     = "metadata"
+)
+
+// ConnectionUpdatedV1 records a change of configuration. Only the changed
+// fields are set; Changed names them (a new password appears there as
+// "password", its value only sealed). SSL and Metadata replace the whole
+// block when listed; SSL nil with "ssl" listed removes the SSL settings.
+// A rename claims the new name and releases the old one in the same write.
+type ConnectionUpdatedV1 struct {
+	Changed      []string          `json:"changed"`
+	ConfigName   *string           `json:"configName,omitempty"`
+	Type         *string           `json:"type,omitempty"`
+	Host         *string           `json:"host,omitempty"`
+	Port         *int              `json:"port,omitempty"`
+	DatabaseName *string           `json:"databaseName,omitempty"`
+	UserName     *string           `json:"userName,omitempty"`
+	Password     *SealedSecret     `json:"password,omitempty"`
+	Schema       *string           `json:"schema,omitempty"`
+	SSL          *SSL              `json:"ssl,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+}
+
+// EventType implements Payload.
+func (*ConnectionUpdatedV1) EventType() string { return TypeConnectionUpdatedV1 }
+
+// ConnectionDeletedV1 records that a connection was retired. Its history
+// stays; its config name is released in the same write.
+type ConnectionDeletedV1 struct {
+	ConfigName string `json:"configName"`
+}
+
+// EventType implements Payload.
+func (*ConnectionDeletedV1) EventType() string { return TypeConnectionDeletedV1 }
+
+// ConnectionCredentialsResealedV1 records that the sealed credentials were
+// re-encrypted to a newer key version (Vault transit rewrap) without the
+// plaintext leaving the sealer. The configuration is unchanged.
+type ConnectionCredentialsResealedV1 struct {
+	Password SealedSecret  `json:"password"`
+	SSLKey   *SealedSecret `json:"sslKey,omitempty"`
+}
+
+// EventType implements Payload.
+func (*ConnectionCredentialsResealedV1) EventType() string { return TypeConnectionCredentialsResealed }
+
+// ConnectionTestedV1 records an attempt to connect to the database with the
+// stored settings, so that the history shows when a connection last worked.
+type ConnectionTestedV1 struct {
+	Status    string `json:"status"` // success or failure
+	Reason    string `json:"reason,omitempty"`
+	LatencyMs int64  `json:"latencyMs"`
+}
+
+// EventType implements Payload.
+func (*ConnectionTestedV1) EventType() string { return TypeConnectionTestedV1 }
+
+// Idempotency ties a create to the Idempotency-Key it came with: a hash of
+// the key (scoped to the product) and a fingerprint of the request's
+// non-secret fields, so that a retry is recognised and a reuse refused.
+type Idempotency struct {
+	KeyHash     string `json:"keyHash"`
+	Fingerprint string `json:"fingerprint"`
+}

@@ -141,6 +141,14 @@ func decodePayload(eventType string, data json.RawMessage) (Payload, error) {
 	switch eventType {
 	case TypeConnectionCreatedV1:
 		p = &ConnectionCreatedV1{}
+	case TypeConnectionUpdatedV1:
+		p = &ConnectionUpdatedV1{}
+	case TypeConnectionDeletedV1:
+		p = &ConnectionDeletedV1{}
+	case TypeConnectionCredentialsResealed:
+		p = &ConnectionCredentialsResealedV1{}
+	case TypeConnectionTestedV1:
+		p = &ConnectionTestedV1{}
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, eventType)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
@@ -24,7 +23,7 @@ import (
 
 // Creator runs the create command.
 type Creator interface {
-	Handle(ctx context.Context, cmd commands.CreateConnection) (commands.Created, error)
+	Handle(ctx context.Context, cmd commands.CreateConnection) (commands.Result, error)
 }
 
 // Reader answers queries from the read model.
@@ -47,6 +46,8 @@ type Projection interface {
 // Deps are the API's collaborators; all are required.
 type Deps struct {
 	Create     Creator
+	Update     Updater
+	Delete     Deleter
 	Reader     Reader
 	History    History
 	Projection Projection
@@ -65,8 +66,8 @@ type API struct {
 
 // New builds the API.
 func New(d Deps) (*API, error) {
-	if d.Create == nil || d.Reader == nil || d.History == nil || d.Projection == nil || d.Logger == nil {
-		return nil, errors.New("httpapi: New needs a creator, a reader, a history, a projection and a logger")
+	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Reader == nil || d.History == nil || d.Projection == nil || d.Logger == nil {
+		return nil, errors.New("httpapi: New needs create, update and delete handlers, a reader, a history, a projection and a logger")
 	}
 	if d.ConsistencyWait <= 0 {
 		d.ConsistencyWait = 2 * time.Second
@@ -88,6 +89,8 @@ func (a *API) Handler() http.Handler {
 	g.POST("", a.create)
 	g.GET("", a.list)
 	g.GET("/:id", a.get)
+	g.PATCH("/:id", a.update)
+	g.DELETE("/:id", a.remove)
 	return r
 }
 
@@ -114,12 +117,22 @@ func (a *API) create(c *gin.Context) {
 		a.fail(c, violations)
 		return
 	}
-	created, err := a.Create.Handle(c.Request.Context(), commands.CreateConnection{Input: in, Origin: a.origin(c)})
+	key := c.GetHeader("Idempotency-Key")
+	if len(key) > 255 {
+		a.fail(c, badRequest(CodeInvalidHeader, "Invalid header", "Idempotency-Key must be at most 255 characters long.",
+			map[string]string{"Idempotency-Key": "must be at most 255 characters long"}))
+		return
+	}
+	created, err := a.Create.Handle(c.Request.Context(), commands.CreateConnection{Input: in, Origin: a.origin(c), IdempotencyKey: key})
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	a.noteWrite(created.Connection.ID(), created.Connection.Version(), created.Sequence)
+	if created.Changed {
+		a.noteWrite(created.Connection.ID(), created.Connection.Version(), created.Sequence)
+	} else {
+		c.Header("Idempotent-Replayed", "true")
+	}
 	resp := fromAggregate(created.Connection)
 	c.Header("Location", "/v1/management/connections/"+resp.ID)
 	c.Header("ETag", etag(resp.version))
@@ -138,9 +151,9 @@ func (a *API) noteWrite(id string, version, seq uint64) {
 }
 
 func (a *API) get(c *gin.Context) {
-	id := c.Param("id")
-	if _, err := uuid.Parse(id); err != nil {
-		a.fail(c, badRequest(CodeInvalidPathParam, "Invalid path parameter", "The id must be a UUID.", map[string]string{"id": "must be a UUID"}))
+	id, err := pathID(c)
+	if err != nil {
+		a.fail(c, err)
 		return
 	}
 	ctx := c.Request.Context()

@@ -112,16 +112,11 @@ func (r *createRequest) specInput(product string) (domain.SpecInput, *domain.Val
 	if r.Password != nil {
 		in.Password = []byte(*r.Password)
 	}
-	if len(r.Port) > 0 && string(r.Port) != "null" {
-		var n json.Number
-		if c := r.Port[0]; c != '-' && (c < '0' || c > '9') {
-			v.Add("port", domain.ViolationInvalid, "must be an integer between 1 and 65535")
-		} else if err := json.Unmarshal(r.Port, &n); err != nil {
-			v.Add("port", domain.ViolationInvalid, "must be an integer between 1 and 65535")
-		} else if p, err := n.Int64(); err != nil || p < 1 || p > 65535 {
-			v.Add("port", domain.ViolationInvalid, "must be an integer between 1 and 65535")
+	if present(r.Port) {
+		if p, ok := parsePort(r.Port); ok {
+			in.Port = p
 		} else {
-			in.Port = int(p)
+			v.Add("port", domain.ViolationInvalid, "must be an integer between 1 and 65535")
 		}
 	}
 	if r.SSL != nil {

@@ -29,6 +29,8 @@ const (
 	CodeNotFound           = "FET-1001"
 	CodeDuplicateName      = "FET-1002"
 	CodeConflict           = "REG-0409"
+	CodeStaleVersion       = "REG-0412"
+	CodeIdempotencyReuse   = "REG-0422"
 	CodeBodyTooLarge       = "REG-0413"
 	CodeUnsupportedMedia   = "REG-0415"
 	CodeInternal           = "REG-0500"
@@ -110,6 +112,12 @@ func classify(err error) (int, ErrorBody) {
 	case errors.Is(err, domain.ErrNotFound), errors.Is(err, readmodel.ErrNotFound):
 		return http.StatusNotFound, ErrorBody{Code: CodeNotFound, Title: "Connection not found",
 			Message: "No connection exists with this id."}
+	case errors.Is(err, domain.ErrVersionMismatch):
+		return http.StatusPreconditionFailed, ErrorBody{Code: CodeStaleVersion, Title: "Stale version",
+			Message: "The connection has changed since the version in If-Match; read it again and retry."}
+	case errors.Is(err, domain.ErrIdempotencyKeyReused):
+		return http.StatusUnprocessableEntity, ErrorBody{Code: CodeIdempotencyReuse, Title: "Idempotency key reused",
+			Message: "This Idempotency-Key was used with a different request."}
 	case errors.Is(err, domain.ErrConcurrentChange):
 		return http.StatusConflict, ErrorBody{Code: CodeConflict, Title: "Concurrent change",
 			Message: "The connection changed while the request ran; retry it."}

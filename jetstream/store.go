@@ -76,7 +76,15 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 	}
 	seq, err := s.publishRetrying(ctx, msgs)
 	if err == nil {
-		return seq, nil
+		// The answer names the batch's last message; report the last event's,
+		// which is what readers of the events (the projector) reach.
+		last := 0
+		for i, m := range msgs {
+			if strings.HasPrefix(m.Subject, events.EventSubjectPrefix) {
+				last = i
+			}
+		}
+		return seq - uint64(len(msgs)-1-last), nil
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchDuplicate {

@@ -36,6 +36,16 @@ type Document struct {
 	CreatedAt     time.Time         `bson:"createdAt"`
 	UpdatedAt     time.Time         `bson:"updatedAt"`
 	Deleted       bool              `bson:"deleted"`
+	DeletedAt     *time.Time        `bson:"deletedAt,omitempty"`
+	LastTest      *TestResult       `bson:"lastTest,omitempty"`
+}
+
+// TestResult is the latest connection test of a document.
+type TestResult struct {
+	Status    string    `bson:"status"`
+	Reason    string    `bson:"reason,omitempty"`
+	LatencyMs int64     `bson:"latencyMs"`
+	At        time.Time `bson:"at"`
 }
 
 // SSL is the SSL block of a document: the mode and which parts are set.
@@ -85,11 +95,84 @@ func Apply(doc *Document, e events.Event, sequence uint64) (next *Document, appl
 		if p.SSL != nil {
 			next.SSL = &SSL{Mode: p.SSL.Mode, HasCA: p.SSL.CA != "", HasCert: p.SSL.Cert != "", HasKey: p.SSL.Key != nil}
 		}
+		next.UpdatedAt = e.OccurredAt.UTC()
+	case *events.ConnectionUpdatedV1:
+		if doc == nil {
+			return doc, false, fmt.Errorf("%w: update of a connection without a document", ErrGap)
+		}
+		next = doc.clone()
+		applyUpdate(next, p)
+		next.UpdatedAt = e.OccurredAt.UTC()
+	case *events.ConnectionDeletedV1:
+		if doc == nil {
+			return doc, false, fmt.Errorf("%w: deletion of a connection without a document", ErrGap)
+		}
+		next = doc.clone()
+		at := e.OccurredAt.UTC()
+		next.Deleted, next.DeletedAt, next.UpdatedAt = true, &at, at
+	case *events.ConnectionCredentialsResealedV1:
+		if doc == nil {
+			return doc, false, fmt.Errorf("%w: reseal of a connection without a document", ErrGap)
+		}
+		next = doc.clone() // no visible field changes; the version moves
+	case *events.ConnectionTestedV1:
+		if doc == nil {
+			return doc, false, fmt.Errorf("%w: test of a connection without a document", ErrGap)
+		}
+		next = doc.clone()
+		next.LastTest = &TestResult{Status: p.Status, Reason: p.Reason, LatencyMs: p.LatencyMs, At: e.OccurredAt.UTC()}
 	default:
 		return doc, false, fmt.Errorf("readmodel: no projection for %s", e.Type())
 	}
 	next.Version = e.AggregateVersion
 	next.Sequence = sequence
-	next.UpdatedAt = e.OccurredAt.UTC()
 	return next, true, nil
+}
+
+func (d *Document) clone() *Document {
+	c := *d
+	c.Metadata = maps.Clone(d.Metadata)
+	if d.SSL != nil {
+		ssl := *d.SSL
+		c.SSL = &ssl
+	}
+	return &c
+}
+
+func applyUpdate(d *Document, p *events.ConnectionUpdatedV1) {
+	if p.ConfigName != nil {
+		d.ConfigName, d.ConfigNameKey = *p.ConfigName, strings.ToLower(*p.ConfigName)
+	}
+	if p.Type != nil {
+		d.Type = *p.Type
+	}
+	if p.Host != nil {
+		d.Host = *p.Host
+	}
+	if p.Port != nil {
+		d.Port = *p.Port
+	}
+	if p.DatabaseName != nil {
+		d.DatabaseName = *p.DatabaseName
+	}
+	if p.UserName != nil {
+		d.UserName = *p.UserName
+	}
+	if p.Schema != nil {
+		d.Schema = *p.Schema
+	}
+	for _, f := range p.Changed {
+		switch f {
+		case events.FieldSSL:
+			d.SSL = nil
+			if p.SSL != nil {
+				d.SSL = &SSL{Mode: p.SSL.Mode, HasCA: p.SSL.CA != "", HasCert: p.SSL.Cert != "", HasKey: p.SSL.Key != nil}
+			}
+		case events.FieldMetadata:
+			d.Metadata = maps.Clone(p.Metadata)
+			if len(d.Metadata) == 0 {
+				d.Metadata = nil
+			}
+		}
+	}
 }
