@@ -148,11 +148,14 @@ func validateMetadata(md map[string]string, v *ValidationError) {
 	}
 	for k, val := range md {
 		path := "metadata." + k
+		if len(path) > 120 {
+			path = path[:120]
+		}
 		switch n := utf8.RuneCountInString(k); {
 		case n == 0:
 			v.Add("metadata", ViolationMetadataKeyTooLong, "keys must not be empty")
 		case n > MaxMetadataKeyLength:
-			v.Add(path[:min(len(path), 120)], ViolationMetadataKeyTooLong,
+			v.Add(path, ViolationMetadataKeyTooLong,
 				fmt.Sprintf("key must be at most %d characters long", MaxMetadataKeyLength))
 		}
 		if utf8.RuneCountInString(val) > MaxMetadataValueLength {

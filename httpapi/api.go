@@ -89,6 +89,7 @@ func (a *API) Handler() http.Handler {
 	g.POST("", a.create)
 	g.GET("", a.list)
 	g.GET("/:id", a.get)
+	g.GET("/:id/history", a.history)
 	g.PATCH("/:id", a.update)
 	g.DELETE("/:id", a.remove)
 	return r
@@ -103,11 +104,13 @@ func (a *API) origin(c *gin.Context) domain.Origin {
 
 func (a *API) create(c *gin.Context) {
 	var req createRequest
-	if err := readJSONBody(c.Writer, c.Request, &req); err != nil {
+	violations := &domain.ValidationError{}
+	if err := readJSONBody(c.Writer, c.Request, &req); err != nil && !errors.As(err, &violations) {
 		a.fail(c, err)
 		return
 	}
-	in, violations := req.specInput(c.GetHeader("X-Product-Name"))
+	in, more := req.specInput(c.GetHeader("X-Product-Name"))
+	violations.Merge(more)
 	if len(violations.Fields) > 0 {
 		_, _, err := domain.ParseSpec(in)
 		var more *domain.ValidationError
@@ -157,6 +160,29 @@ func (a *API) get(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	for name := range c.Request.URL.Query() {
+		if name != "asOf" {
+			a.fail(c, unknownParam(name))
+			return
+		}
+	}
+	if s, ok := c.GetQuery("asOf"); ok {
+		at, valid := parseInstant(s)
+		if !valid {
+			a.fail(c, badRequest(CodeInvalidQueryParam, "Invalid query parameter", "asOf must be an RFC 3339 instant or a date (YYYY-MM-DD).",
+				map[string]string{"asOf": "must be an RFC 3339 instant or a date"}))
+			return
+		}
+		conn, err := a.asOf(ctx, id, at)
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		resp := fromAggregate(conn)
+		c.Header("ETag", etag(resp.version))
+		c.JSON(http.StatusOK, resp)
+		return
+	}
 	doc, err := a.Reader.Get(ctx, id)
 	if err == nil && doc.Version >= a.recent.version(id) {
 		if doc.Deleted {

@@ -1,13 +1,13 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/connreg/registry/domain"
@@ -36,8 +36,9 @@ type createRequest struct {
 	Metadata     json.RawMessage `json:"metadata"`
 }
 
-// readJSONBody checks the content type and size and decodes the body into v,
-// refusing unknown fields and trailing data.
+// readJSONBody checks the content type, size and syntax of the body and
+// decodes it into the struct v with decodeStrict; violations of the body's
+// shape come back as a *domain.ValidationError listing every field.
 func readJSONBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return &requestError{status: http.StatusUnsupportedMediaType, body: ErrorBody{
@@ -52,47 +53,71 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if err != nil {
 		return badRequest(CodeBadValue, "Malformed request", "The body could not be read.", nil)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+	if !json.Valid(body) {
+		return badRequest(CodeBadValue, "Malformed JSON", "The body is not one valid JSON value.", nil)
 	}
-	if dec.More() {
-		return badRequest(CodeBadValue, "Malformed JSON", "The body must hold exactly one JSON object.", nil)
+	var viol domain.ValidationError
+	if !decodeStrict(body, v, "", &viol) {
+		return badRequest(CodeBadValue, "Malformed JSON", "The body must be a JSON object.", nil)
 	}
-	return nil
+	return viol.OrNil()
 }
 
-// jsonError explains a decoding failure without quoting the input, which may
-// hold a secret.
-func jsonError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &typeErr):
-		path := typeErr.Field
-		if path == "" {
-			return badRequest(CodeBadValue, "Malformed JSON", "The body must be a JSON object.", nil)
+// decodeStrict decodes a JSON object into the struct that v points to,
+// matching member names exactly (encoding/json alone would accept
+// "ConfigName" for configName) and recording every unknown member and every
+// value of the wrong JSON type under prefix, instead of stopping at the
+// first. A member of pointer-to-struct type is decoded the same way, one
+// level down. It returns false when raw is not an object. Values are never
+// quoted: they may be secrets.
+func decodeStrict(raw []byte, v any, prefix string, viol *domain.ValidationError) bool {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil || members == nil {
+		return false
+	}
+	rv := reflect.ValueOf(v).Elem()
+	fields := map[string]reflect.Value{}
+	for i := range rv.NumField() {
+		if tag, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("json"), ","); tag != "" && tag != "-" {
+			fields[tag] = rv.Field(i)
 		}
-		return badRequest(CodeBadValue, "Invalid value", fmt.Sprintf("%s must be a JSON %s.", path, jsonKind(typeErr.Type.Kind().String())),
-			map[string]string{path: "must be a JSON " + jsonKind(typeErr.Type.Kind().String())})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return badRequest(CodeUnexpectedField, "Unexpected field", fmt.Sprintf("The field %q is not part of the request.", name),
-			map[string]string{name: "is not a known field"})
 	}
-	return badRequest(CodeBadValue, "Malformed JSON", "The body is not valid JSON.", nil)
+	for name, val := range members {
+		path := prefix + truncate(name, 100)
+		f, ok := fields[name]
+		if !ok {
+			viol.Add(path, domain.ViolationUnknownField, "is not a known field")
+			continue
+		}
+		if f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Struct && string(val) != "null" {
+			nested := reflect.New(f.Type().Elem())
+			if !decodeStrict(val, nested.Interface(), path+".", viol) {
+				viol.Add(path, domain.ViolationBadValue, "must be a JSON object")
+				continue
+			}
+			f.Set(nested)
+			continue
+		}
+		if err := json.Unmarshal(val, f.Addr().Interface()); err != nil {
+			viol.Add(path, domain.ViolationBadValue, "must be a JSON "+jsonKind(f.Type()))
+		}
+	}
+	return true
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string", "ptr":
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
 		return "string"
-	case "struct", "map":
+	case reflect.Struct, reflect.Map:
 		return "object"
-	case "slice":
+	case reflect.Slice:
 		return "array"
 	}
-	return "value of another type"
+	return "value"
 }
 
 // specInput turns a decoded create request into the domain's input, with the

@@ -45,7 +45,7 @@ type ErrorBody struct {
 	Code    string            `json:"code"`
 	Title   string            `json:"title"`
 	Message string            `json:"message"`
-	Fields  map[string]string `json:"fields,omitempty"`
+	Fields  map[string]string `json:"fields"` // always present, empty when no field is at fault
 }
 
 // requestError is a refusal decided by the HTTP layer itself (malformed JSON,
@@ -88,6 +88,9 @@ func respondError(c *gin.Context, logger *slog.Logger, err error) {
 	if status >= 500 {
 		logger.Error("request failed", "requestId", requestID(c), "method", c.Request.Method,
 			"path", c.FullPath(), "status", status, "error", err.Error())
+	}
+	if body.Fields == nil {
+		body.Fields = map[string]string{}
 	}
 	if status == http.StatusServiceUnavailable {
 		c.Header("Retry-After", "1")

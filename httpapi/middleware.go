@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"log/slog"
 	"regexp"
 	"time"
@@ -45,6 +46,8 @@ func accessLog(logger *slog.Logger) gin.HandlerFunc {
 	}
 }
 
+var errPanic = errors.New("panic in handler")
+
 // recoverer turns a panic into a logged 500 without the panic's value in the
 // answer.
 func recoverer(logger *slog.Logger) gin.HandlerFunc {
@@ -52,8 +55,7 @@ func recoverer(logger *slog.Logger) gin.HandlerFunc {
 		defer func() {
 			if p := recover(); p != nil {
 				logger.Error("panic in handler", "requestId", requestID(c), "route", c.FullPath())
-				status, body := classify(nil)
-				c.AbortWithStatusJSON(status, body)
+				respondError(c, logger, errPanic)
 			}
 		}()
 		c.Next()

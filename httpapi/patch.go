@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -137,11 +138,13 @@ func (a *API) update(c *gin.Context) {
 		return
 	}
 	var req patchRequest
-	if err := readJSONBody(c.Writer, c.Request, &req); err != nil {
+	violations := &domain.ValidationError{}
+	if err := readJSONBody(c.Writer, c.Request, &req); err != nil && !errors.As(err, &violations) {
 		a.fail(c, err)
 		return
 	}
-	in, violations := req.patchInput()
+	in, more := req.patchInput()
+	violations.Merge(more)
 	if len(violations.Fields) > 0 {
 		a.fail(c, violations)
 		return
