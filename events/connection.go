@@ -48,10 +48,10 @@ func (*ConnectionCreatedV1) EventType() string { return TypeConnectionCreatedV1 
 
 // More event type names.
 const (
-	TypeConnectionUpdatedV1           = "connection.updated.v1"
-	TypeConnectionDeletedV1           = "connection.deleted.v1"
-	TypeConnectionCredentialsResealed = "connection.credentials-resealed.v1"
-	TypeConnectionTestedV1            = "connection.tested.v1"
+	TypeConnectionUpdatedV1             = "connection.updated.v1"
+	TypeConnectionDeletedV1             = "connection.deleted.v1"
+	TypeConnectionCredentialsResealedV1 = "connection.credentials-resealed.v1"
+	TypeConnectionTestedV1              = "connection.tested.v1"
 )
 
 // Field names listed in ConnectionUpdatedV1.Changed.
@@ -84,7 +84,7 @@ type ConnectionUpdatedV1 struct {
 	Password     *SealedSecret     `json:"password,omitempty"`
 	Schema       *string           `json:"schema,omitempty"`
 	SSL          *SSL              `json:"ssl,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitzero"` // {} when the update removed every entry
 }
 
 // EventType implements Payload.
@@ -108,7 +108,9 @@ type ConnectionCredentialsResealedV1 struct {
 }
 
 // EventType implements Payload.
-func (*ConnectionCredentialsResealedV1) EventType() string { return TypeConnectionCredentialsResealed }
+func (*ConnectionCredentialsResealedV1) EventType() string {
+	return TypeConnectionCredentialsResealedV1
+}
 
 // ConnectionTestedV1 records an attempt to connect to the database with the
 // stored settings, so that the history shows when a connection last worked.

@@ -110,7 +110,9 @@ var ErrUnknownType = errors.New("events: unknown event type")
 
 // Decode parses a message body into an event, upcasting older payload
 // versions to the newest one of their kind.
-func Decode(body []byte) (Event, error) {
+func Decode(body []byte) (Event, error) { return decode(body, defaultUpcasters) }
+
+func decode(body []byte, u upcasters) (Event, error) {
 	var env Envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Event{}, fmt.Errorf("events: malformed envelope: %w", err)
@@ -118,7 +120,11 @@ func Decode(body []byte) (Event, error) {
 	if env.AggregateID == "" || env.AggregateVersion == 0 {
 		return Event{}, errors.New("events: envelope lacks aggregate id or version")
 	}
-	payload, err := decodePayload(env.Type, env.Data)
+	eventType, data, err := u.upcast(env.Type, env.Data)
+	if err != nil {
+		return Event{}, err
+	}
+	payload, err := decodePayload(eventType, data)
 	if err != nil {
 		return Event{}, err
 	}
@@ -145,7 +151,7 @@ func decodePayload(eventType string, data json.RawMessage) (Payload, error) {
 		p = &ConnectionUpdatedV1{}
 	case TypeConnectionDeletedV1:
 		p = &ConnectionDeletedV1{}
-	case TypeConnectionCredentialsResealed:
+	case TypeConnectionCredentialsResealedV1:
 		p = &ConnectionCredentialsResealedV1{}
 	case TypeConnectionTestedV1:
 		p = &ConnectionTestedV1{}

@@ -5,10 +5,14 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +103,11 @@ func (a *API) fail(c *gin.Context, err error) { respondError(c, a.Logger, err) }
 
 func (a *API) origin(c *gin.Context) domain.Origin {
 	// Authentication is not switched on yet: every caller is anonymous.
-	return domain.Origin{Actor: "anonymous", RequestID: requestID(c), CorrelationID: c.GetHeader("X-Correlation-Id")}
+	correlation := c.GetHeader("X-Correlation-Id")
+	if !safeRequestID.MatchString(correlation) {
+		correlation = "" // it would be kept forever in the event: only a safe token is
+	}
+	return domain.Origin{Actor: "anonymous", RequestID: requestID(c), CorrelationID: correlation}
 }
 
 func (a *API) create(c *gin.Context) {
@@ -250,36 +258,114 @@ func (a *API) list(c *gin.Context) {
 		return
 	}
 	out := listResponse{Items: make([]connectionResponse, 0, len(res.Items)), Page: q.Page, Limit: q.Limit, Total: res.Total}
+	if q.After != nil {
+		out.Page = 0 // a cursor page has no number
+	}
 	for i := range res.Items {
 		out.Items = append(out.Items, fromDocument(&res.Items[i]))
+	}
+	if len(res.Items) == q.Limit {
+		out.NextCursor = encodeCursor(q, readmodel.CursorOf(&res.Items[len(res.Items)-1], q.SortBy))
 	}
 	c.JSON(http.StatusOK, out)
 }
 
+// listParams are the query parameters of a list, besides metadata.<key>.
+var listParams = []string{"page", "limit", "cursor", "type", "host", "databaseName", "configName",
+	"createdFrom", "createdTo", "sortBy", "sortOrder"}
+
+func invalidParam(name, reason string) error {
+	return badRequest(CodeInvalidQueryParam, "Invalid query parameter", name+" "+reason+".", map[string]string{name: reason})
+}
+
 func parseListQuery(c *gin.Context) (readmodel.ListQuery, error) {
-	q := readmodel.ListQuery{Page: 1, Limit: DefaultLimit}
-	for name := range c.Request.URL.Query() {
-		if name != "page" && name != "limit" {
-			return q, badRequest(CodeInvalidQueryParam, "Invalid query parameter",
-				"Unknown query parameter "+strconv.Quote(truncate(name, 100))+".", map[string]string{truncate(name, 100): "is not a known parameter"})
+	values := c.Request.URL.Query()
+	var others []string
+	q := readmodel.ListQuery{SortBy: readmodel.SortCreatedAt}
+	for name, vs := range values {
+		switch {
+		case strings.HasPrefix(name, "metadata."):
+			key := strings.TrimPrefix(name, "metadata.")
+			if key == "" || len(vs) != 1 {
+				return q, invalidParam(truncate(name, 100), "must name one metadata key with one value")
+			}
+			if q.Metadata == nil {
+				q.Metadata = map[string]string{}
+			}
+			q.Metadata[key] = vs[0]
+		case contains(listParams, name):
+			if len(vs) != 1 {
+				return q, invalidParam(name, "must be given once")
+			}
+		default:
+			others = append(others, name)
 		}
 	}
-	if s := c.Query("page"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return q, badRequest(CodeInvalidQueryParam, "Invalid query parameter", "page must be a positive integer.", map[string]string{"page": "must be a positive integer"})
-		}
-		q.Page = n
+	if len(others) > 0 {
+		return q, unknownParam(others[0])
 	}
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return q, badRequest(CodeInvalidQueryParam, "Invalid query parameter", "limit must be a positive integer.", map[string]string{"limit": "must be a positive integer"})
+	var err error
+	// Page and limit are checked by pageParams, which also refuses unknown names.
+	keep := c.Request.URL.RawQuery
+	c.Request.URL.RawQuery = url.Values{"page": values["page"], "limit": values["limit"]}.Encode()
+	q.Page, q.Limit, err = pageParams(c, "page", "limit")
+	c.Request.URL.RawQuery = keep
+	if err != nil {
+		return q, err
+	}
+	if t := values.Get("type"); t != "" {
+		e, err := domain.ParseEngine(t)
+		if err != nil {
+			return q, invalidParam("type", err.Error())
 		}
-		if n > MaxLimit {
-			return q, badRequest(CodeLimitTooLarge, "Limit too large", "limit must be at most 100.", map[string]string{"limit": "must be at most 100"})
+		q.Type = string(e)
+	}
+	q.Host = values.Get("host")
+	q.DatabaseName = values.Get("databaseName")
+	q.ConfigNamePrefix = values.Get("configName")
+	if s := values.Get("createdFrom"); s != "" {
+		t, ok := parseInstant(s)
+		if !ok {
+			return q, invalidParam("createdFrom", "must be an RFC 3339 instant or a date (YYYY-MM-DD)")
 		}
-		q.Limit = n
+		q.CreatedFrom = &t
+	}
+	if s := values.Get("createdTo"); s != "" {
+		t, ok := parseInstant(s)
+		if !ok {
+			return q, invalidParam("createdTo", "must be an RFC 3339 instant or a date (YYYY-MM-DD)")
+		}
+		if len(s) == len(time.DateOnly) {
+			t = t.AddDate(0, 0, 1) // a date includes its whole day
+		} else {
+			t = t.Add(time.Millisecond) // an instant is included
+		}
+		q.CreatedBefore = &t
+	}
+	switch s := values.Get("sortBy"); s {
+	case "", readmodel.SortCreatedAt, readmodel.SortUpdatedAt, readmodel.SortConfigName:
+		if s != "" {
+			q.SortBy = s
+		}
+	default:
+		return q, invalidParam("sortBy", "must be createdAt, updatedAt or configName")
+	}
+	switch s := strings.ToLower(values.Get("sortOrder")); s {
+	case "", "desc":
+	case "asc":
+		q.Ascending = true
+	default:
+		return q, invalidParam("sortOrder", "must be asc or desc")
+	}
+	if s := values.Get("cursor"); s != "" {
+		if values.Get("page") != "" {
+			return q, invalidParam("cursor", "cannot be combined with page")
+		}
+		cur, err := decodeCursor(s, q)
+		if err != nil {
+			return q, invalidParam("cursor", "is not a cursor of this list (its sort changed, or it was altered)")
+		}
+		q.After = &cur
 	}
 	if h, ok := c.Request.Header["X-Product-Name"]; ok && len(h) > 0 {
 		p, err := domain.ParseProductName(h[0])
@@ -289,6 +375,36 @@ func parseListQuery(c *gin.Context) (readmodel.ListQuery, error) {
 		q.ProductName = p
 	}
 	return q, nil
+}
+
+// cursorToken is the content of an opaque cursor: the position and the sort
+// it belongs to, so that a cursor is refused under another sort.
+type cursorToken struct {
+	SortBy string    `json:"s"`
+	Asc    bool      `json:"a,omitempty"`
+	Time   time.Time `json:"t,omitzero"`
+	Name   string    `json:"n,omitempty"`
+	ID     string    `json:"i"`
+}
+
+func encodeCursor(q readmodel.ListQuery, c readmodel.Cursor) string {
+	b, _ := json.Marshal(cursorToken{SortBy: q.SortBy, Asc: q.Ascending, Time: c.Time, Name: c.Name, ID: c.ID})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string, q readmodel.ListQuery) (readmodel.Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return readmodel.Cursor{}, err
+	}
+	var t cursorToken
+	if err := json.Unmarshal(b, &t); err != nil {
+		return readmodel.Cursor{}, err
+	}
+	if t.SortBy != q.SortBy || t.Asc != q.Ascending || t.ID == "" {
+		return readmodel.Cursor{}, errors.New("cursor of another sort")
+	}
+	return readmodel.Cursor{Time: t.Time, Name: t.Name, ID: t.ID}, nil
 }
 
 func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }

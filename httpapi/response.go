@@ -36,6 +36,8 @@ type listResponse struct {
 	Page  int                  `json:"page"`
 	Limit int                  `json:"limit"`
 	Total int64                `json:"total"`
+	// NextCursor continues after this page (keyset paging); empty on the last page.
+	NextCursor string `json:"nextCursor,omitempty"`
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -70,9 +72,13 @@ var indexes = []struct {
 	name string
 	keys bson.D
 }{
-	{"live_newest", bson.D{{Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
-	{"product_newest", bson.D{{Key: "productName", Value: 1}, {Key: "createdAt", Value: -1}}},
-	{"org_name", bson.D{{Key: "organization", Value: 1}, {Key: "configNameKey", Value: 1}}},
+	{"live_created", bson.D{{Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
+	{"live_updated", bson.D{{Key: "deleted", Value: 1}, {Key: "updatedAt", Value: -1}, {Key: "_id", Value: -1}}},
+	{"live_name", bson.D{{Key: "deleted", Value: 1}, {Key: "configNameKey", Value: 1}, {Key: "_id", Value: 1}}},
+	{"product_created", bson.D{{Key: "productName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
+	{"type_created", bson.D{{Key: "type", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
+	{"host_created", bson.D{{Key: "host", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
+	{"database_created", bson.D{{Key: "databaseName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
 }
 
 func (r *Repository) ensureIndexes(ctx context.Context) error {
@@ -201,20 +207,24 @@ func (r *Repository) Get(ctx context.Context, id string) (*readmodel.Document, e
 	return &d, nil
 }
 
-// List returns one page of live connections, newest first.
+// List returns one page of live connections.
 func (r *Repository) List(ctx context.Context, q readmodel.ListQuery) (readmodel.ListResult, error) {
-	filter := bson.D{{Key: "deleted", Value: false}}
-	if q.ProductName != "" {
-		filter = append(filter, bson.E{Key: "productName", Value: q.ProductName})
-	}
+	filter := listFilter(q)
 	total, err := r.connections.CountDocuments(ctx, filter)
 	if err != nil {
 		return readmodel.ListResult{}, unavailable(err)
 	}
-	opts := options.Find().
-		SetSort(bson.D{{Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}).
-		SetSkip(int64((q.Page - 1) * q.Limit)).
-		SetLimit(int64(q.Limit))
+	field := sortField(q.SortBy)
+	dir := -1
+	if q.Ascending {
+		dir = 1
+	}
+	opts := options.Find().SetSort(bson.D{{Key: field, Value: dir}, {Key: "_id", Value: dir}}).SetLimit(int64(q.Limit))
+	if q.After != nil {
+		filter = append(filter, keyset(field, dir, *q.After))
+	} else if q.Page > 1 {
+		opts.SetSkip(int64((q.Page - 1) * q.Limit))
+	}
 	cur, err := r.connections.Find(ctx, filter, opts)
 	if err != nil {
 		return readmodel.ListResult{}, unavailable(err)
@@ -224,4 +234,66 @@ func (r *Repository) List(ctx context.Context, q readmodel.ListQuery) (readmodel
 		return readmodel.ListResult{}, unavailable(err)
 	}
 	return readmodel.ListResult{Items: items, Total: total}, nil
+}
+
+func sortField(sortBy string) string {
+	switch sortBy {
+	case readmodel.SortUpdatedAt:
+		return "updatedAt"
+	case readmodel.SortConfigName:
+		return "configNameKey"
+	}
+	return "createdAt"
+}
+
+func listFilter(q readmodel.ListQuery) bson.D {
+	f := bson.D{{Key: "deleted", Value: false}}
+	eq := func(k, v string) {
+		if v != "" {
+			f = append(f, bson.E{Key: k, Value: v})
+		}
+	}
+	eq("productName", q.ProductName)
+	eq("type", q.Type)
+	eq("host", q.Host)
+	eq("databaseName", q.DatabaseName)
+	if p := strings.ToLower(q.ConfigNamePrefix); p != "" {
+		f = append(f, bson.E{Key: "configNameKey", Value: bson.D{{Key: "$gte", Value: p}, {Key: "$lt", Value: p + "\uffff"}}})
+	}
+	keys := make([]string, 0, len(q.Metadata))
+	for k := range q.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f = append(f, bson.E{Key: "metadata." + k, Value: q.Metadata[k]})
+	}
+	var created bson.D
+	if q.CreatedFrom != nil {
+		created = append(created, bson.E{Key: "$gte", Value: *q.CreatedFrom})
+	}
+	if q.CreatedBefore != nil {
+		created = append(created, bson.E{Key: "$lt", Value: *q.CreatedBefore})
+	}
+	if created != nil {
+		f = append(f, bson.E{Key: "createdAt", Value: created})
+	}
+	return f
+}
+
+// keyset selects what sorts after the cursor: a later sort value, or the
+// same value and a later id.
+func keyset(field string, dir int, c readmodel.Cursor) bson.E {
+	op := "$lt"
+	if dir > 0 {
+		op = "$gt"
+	}
+	var v any = c.Time
+	if field == "configNameKey" {
+		v = c.Name
+	}
+	return bson.E{Key: "$or", Value: bson.A{
+		bson.D{{Key: field, Value: bson.D{{Key: op, Value: v}}}},
+		bson.D{{Key: field, Value: v}, {Key: "_id", Value: bson.D{{Key: op, Value: c.ID}}}},
+	}}
 }

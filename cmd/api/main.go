@@ -15,10 +15,69 @@ import (
 	"time"
 
 	"github.com/connreg/registry/bootstrap"
+	"github.com/connreg/registry/commands"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "reseal" {
+		os.Exit(reseal())
+	}
 	os.Exit(run())
+}
+
+// reseal is `api reseal`: after a rotation of the Vault transit key it
+// re-seals every stored credential under the newest key version (see
+// docs/rotation.md). Exit status 0: every live connection is current; 1:
+// something failed or the run stopped early (run it again to finish); 2:
+// configuration error.
+func reseal() int {
+	cfg, err := bootstrap.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		slog.Error("configuration error", "error", err.Error())
+		return 2
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	progress := func(p commands.ResealProgress) {
+		attrs := []any{"connection", p.ID, "outcome", string(p.Outcome),
+			"examined", p.Report.Examined, "total", p.Report.Total}
+		if p.Err != nil {
+			logger.Error("reseal: connection failed", append(attrs, "error", p.Err.Error())...)
+			return
+		}
+		level := slog.LevelInfo
+		if p.Outcome != commands.ResealResealed {
+			level = slog.LevelDebug // skipped: one line per thousand below says how far the run is
+		}
+		logger.Log(ctx, level, "reseal: connection", attrs...)
+		if p.Report.Examined%1000 == 0 {
+			logger.Info("reseal: progress", "examined", p.Report.Examined, "total", p.Report.Total,
+				"resealed", p.Report.Resealed, "skipped", p.Report.Skipped, "failed", p.Report.Failed)
+		}
+	}
+	report, err := bootstrap.Reseal(ctx, cfg, logger, bootstrap.ResealOptions{Progress: progress})
+	if errors.Is(err, bootstrap.ErrNothingToRotate) {
+		logger.Info("reseal: nothing to rotate", "reason", err.Error())
+		return 0
+	}
+	summary := []any{"key_version", report.KeyVersion, "total", report.Total, "examined", report.Examined,
+		"resealed", report.Resealed, "skipped", report.Skipped, "failed", report.Failed}
+	if err != nil && report.KeyVersion == 0 {
+		logger.Error("reseal could not start", "error", err.Error())
+		return 1
+	}
+	if err != nil {
+		logger.Error("reseal stopped early; run it again to finish", append(summary, "error", err.Error())...)
+		return 1
+	}
+	if report.Failed > 0 {
+		logger.Error("reseal finished with failures; fix them and run it again", summary...)
+		return 1
+	}
+	logger.Info("reseal finished", summary...)
+	return 0
 }
 
 func run() int {
