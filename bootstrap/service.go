@@ -44,6 +44,7 @@ type Service struct {
 // Sealer is what the service needs of a sealer.
 type Sealer interface {
 	commands.Sealer
+	commands.Unsealer
 }
 
 // Start builds the service. On error it releases whatever it had started.
@@ -90,6 +91,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if err != nil {
 		return nil, err
 	}
+	probe, err := newProber(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	limiter, err := rateLimiter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	test, err := commands.NewTestHandler(commands.TestDeps{
+		Store: s.Store, History: s.Store, Unsealer: sealer, Prober: probe, Limiter: limiter, NewID: newID, Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
 	if s.Projector, err = readmodel.NewProjector(s.ReadModel, logger, time.Now); err != nil {
 		return nil, err
 	}
@@ -103,6 +118,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		Create:     create,
 		Update:     update,
 		Delete:     remove,
+		Test:       test,
+		Prober:     probe,
 		Reader:     s.ReadModel,
 		History:    s.Store,
 		Projection: projection,

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connreg/registry/conntest/internal/dbtest"
+	"github.com/connreg/registry/conntest/dbtest"
 )
 
 type liveCase struct {

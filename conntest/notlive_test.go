@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connreg/registry/conntest/internal/dbtest"
+	"github.com/connreg/registry/conntest/dbtest"
 	"github.com/microsoft/go-mssqldb/msdsn"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connreg/registry/conntest/internal/dbtest"
+	"github.com/connreg/registry/conntest/dbtest"
 )
 
 // The live servers are started once for the package, on first use, and stopped by TestMain.

@@ -52,6 +52,8 @@ type Deps struct {
 	Create     Creator
 	Update     Updater
 	Delete     Deleter
+	Test       Tester
+	Prober     commands.Prober
 	Reader     Reader
 	History    History
 	Projection Projection
@@ -70,8 +72,8 @@ type API struct {
 
 // New builds the API.
 func New(d Deps) (*API, error) {
-	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Reader == nil || d.History == nil || d.Projection == nil || d.Logger == nil {
-		return nil, errors.New("httpapi: New needs create, update and delete handlers, a reader, a history, a projection and a logger")
+	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Test == nil || d.Prober == nil || d.Reader == nil || d.History == nil || d.Projection == nil || d.Logger == nil {
+		return nil, errors.New("httpapi: New needs create, update, delete and test handlers, a prober, a reader, a history, a projection and a logger")
 	}
 	if d.ConsistencyWait <= 0 {
 		d.ConsistencyWait = 2 * time.Second
@@ -91,6 +93,8 @@ func (a *API) Handler() http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	g := r.Group("/v1/management/connections")
 	g.POST("", a.create)
+	g.POST("/test", a.testUnsaved)
+	g.POST("/:id/test", a.testStored)
 	g.GET("", a.list)
 	g.GET("/:id", a.get)
 	g.GET("/:id/history", a.history)

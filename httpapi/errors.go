@@ -3,10 +3,13 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/readmodel"
 )
@@ -26,6 +29,7 @@ const (
 	CodeMetadataValueLong  = "FET-0411"
 	CodeMetadataKeyLong    = "FET-0412"
 	CodeInvalidSSLMode     = "FET-0413"
+	CodeHostRefused        = "FET-0414"
 	CodeNotFound           = "FET-1001"
 	CodeDuplicateName      = "FET-1002"
 	CodeConflict           = "REG-0409"
@@ -33,10 +37,12 @@ const (
 	CodeIdempotencyReuse   = "REG-0422"
 	CodeBodyTooLarge       = "REG-0413"
 	CodeUnsupportedMedia   = "REG-0415"
+	CodeRateLimited        = "REG-0429"
 	CodeInternal           = "REG-0500"
 	CodeEventStoreDown     = "REG-5031"
 	CodeReadModelDown      = "REG-5032"
 	CodeSealerDown         = "REG-5033"
+	CodeTestsBusy          = "REG-5034"
 	CodeDependencyDownElse = "REG-5030"
 )
 
@@ -92,7 +98,11 @@ func respondError(c *gin.Context, logger *slog.Logger, err error) {
 	if body.Fields == nil {
 		body.Fields = map[string]string{}
 	}
-	if status == http.StatusServiceUnavailable {
+	var limited *commands.RateLimitedError
+	switch {
+	case errors.As(err, &limited):
+		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(limited.RetryAfter.Seconds()))))
+	case status == http.StatusServiceUnavailable:
 		c.Header("Retry-After", "1")
 	}
 	c.AbortWithStatusJSON(status, body)
@@ -100,6 +110,7 @@ func respondError(c *gin.Context, logger *slog.Logger, err error) {
 
 func classify(err error) (int, ErrorBody) {
 	var (
+		limited     *commands.RateLimitedError
 		reqErr      *requestError
 		validation  *domain.ValidationError
 		unavailable *domain.UnavailableError
@@ -115,6 +126,16 @@ func classify(err error) (int, ErrorBody) {
 	case errors.Is(err, domain.ErrNotFound), errors.Is(err, readmodel.ErrNotFound):
 		return http.StatusNotFound, ErrorBody{Code: CodeNotFound, Title: "Connection not found",
 			Message: "No connection exists with this id."}
+	case errors.As(err, &limited):
+		return http.StatusTooManyRequests, ErrorBody{Code: CodeRateLimited, Title: "Too many tests",
+			Message: "This connection was tested too often; retry after the time in Retry-After."}
+	case errors.Is(err, commands.ErrTargetRefused):
+		return http.StatusBadRequest, ErrorBody{Code: CodeHostRefused, Title: "Host refused",
+			Message: "The host resolves to an address that the network policy does not allow tests to reach.",
+			Fields:  map[string]string{"host": "resolves to a refused address"}}
+	case errors.Is(err, commands.ErrProbeBusy):
+		return http.StatusServiceUnavailable, ErrorBody{Code: CodeTestsBusy, Title: "Too many tests in progress",
+			Message: "Too many connection tests are running; nothing was attempted. Retry later."}
 	case errors.Is(err, domain.ErrVersionMismatch):
 		return http.StatusPreconditionFailed, ErrorBody{Code: CodeStaleVersion, Title: "Stale version",
 			Message: "The connection has changed since the version in If-Match; read it again and retry."}

@@ -78,6 +78,18 @@ func (u updateMustNotRun) Handle(context.Context, commands.UpdateConnection) (co
 	return commands.Result{}, errors.New("test: the update command must not be reached")
 }
 
+type testMustNotRun struct{ t *testing.T }
+
+func (d testMustNotRun) Handle(context.Context, commands.TestConnection) (commands.ProbeResult, error) {
+	d.t.Error("a refused request reached the test command")
+	return commands.ProbeResult{}, errors.New("test must not run")
+}
+
+func (d testMustNotRun) Probe(context.Context, commands.ProbeTarget) (commands.ProbeResult, error) {
+	d.t.Error("a refused request reached the prober")
+	return commands.ProbeResult{}, errors.New("probe must not run")
+}
+
 type deleteMustNotRun struct{ t *testing.T }
 
 func (d deleteMustNotRun) Handle(context.Context, commands.DeleteConnection) (commands.Result, error) {
@@ -113,6 +125,8 @@ func newRefusingAPI(t *testing.T) (http.Handler, *bytes.Buffer) {
 		Create:     create,
 		Update:     updateMustNotRun{t},
 		Delete:     deleteMustNotRun{t},
+		Test:       testMustNotRun{t},
+		Prober:     testMustNotRun{t},
 		Reader:     reads,
 		History:    reads,
 		Projection: reads,
