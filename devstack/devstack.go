@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -19,7 +20,22 @@ import (
 
 // NATS is an embedded nats-server with JetStream.
 type NATS struct {
-	srv *server.Server
+	srv  *server.Server
+	lock *os.File
+}
+
+// lockDir takes an exclusive lock on dir for this process: two servers on
+// one store directory corrupt it, and nats-server does not lock its own.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".connreg.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: lock %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("devstack: %s is in use by another process (an API or projector on the same DATA_DIR?): %w", dir, err)
+	}
+	return f, nil
 }
 
 // StartNATS starts nats-server on 127.0.0.1 (port 0: any free port) with
@@ -27,6 +43,10 @@ type NATS struct {
 func StartNATS(dir string, port int) (*NATS, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("devstack: nats dir: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -47,14 +67,16 @@ func StartNATS(dir string, port int) (*NATS, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("devstack: nats: %w", err)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
+		lock.Close()
 		return nil, errors.New("devstack: nats did not become ready in 10s")
 	}
-	return &NATS{srv: srv}, nil
+	return &NATS{srv: srv, lock: lock}, nil
 }
 
 // URL is the client URL of the server.
@@ -64,6 +86,7 @@ func (n *NATS) URL() string { return n.srv.ClientURL() }
 func (n *NATS) Shutdown() {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
+	n.lock.Close()
 }
 
 // Mongo is an embedded FerretDB with its SQLite backend.

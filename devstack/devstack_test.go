@@ -56,3 +56,20 @@ func TestEmbeddedServersAnswerOnLoopback(t *testing.T) {
 	}
 	t.Log(m.URI(), n.URL())
 }
+
+func TestOneStoreDirectoryServesOneServer(t *testing.T) {
+	dir := t.TempDir()
+	n, err := devstack.StartNATS(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devstack.StartNATS(dir, 0); err == nil {
+		t.Fatal("a second nats-server started on the same store directory")
+	}
+	n.Shutdown()
+	again, err := devstack.StartNATS(dir, 0)
+	if err != nil {
+		t.Fatalf("the directory stayed locked after shutdown: %v", err)
+	}
+	again.Shutdown()
+}
