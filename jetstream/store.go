@@ -18,7 +18,7 @@ import (
 	"github.com/connreg/registry/events"
 )
 
-// Headers the store sets on every message besides the CloudEvents ones.
+// Headers the store sets on every event message besides the CloudEvents ones.
 const (
 	HeaderAggregateVersion = "Connreg-Aggregate-Version"
 	HeaderEventType        = "Connreg-Event-Type"
@@ -38,14 +38,28 @@ const (
 )
 
 // Store appends to and reads from the system-of-record stream.
+//
+// A config name is held by a claim message on its name subject, written
+// create-if-absent (Nats-Expected-Last-Subject-Sequence) before the event
+// that uses the name, so an event never exists without its claim and of any
+// number of racing writers exactly one holds the name. The claim and the
+// event are two writes: a writer that dies between them leaves a claim whose
+// connection does not use the name. Such a claim is a lease: once older than
+// ClaimGrace (far longer than any write may take), a writer that finds it
+// folds the holder's events, sees that the holder does not use the name, and
+// takes the claim over, so a crash never blocks a name for good.
 type Store struct {
 	nc      *nats.Conn
 	stream  jetstream.Stream
 	timeout time.Duration
+	// ClaimGrace is how old a claim must be before a writer may judge it
+	// abandoned. It must exceed the time any append may take (the timeout).
+	ClaimGrace time.Duration
+	now        func() time.Time
 }
 
 // NewStore returns a store over an existing stream (see EnsureStream).
-// timeout bounds each call to NATS.
+// timeout bounds each append or load.
 func NewStore(nc *nats.Conn, stream jetstream.Stream, timeout time.Duration) (*Store, error) {
 	if nc == nil || stream == nil {
 		return nil, errors.New("jetstream: NewStore needs a connection and a stream")
@@ -53,84 +67,175 @@ func NewStore(nc *nats.Conn, stream jetstream.Stream, timeout time.Duration) (*S
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &Store{nc: nc, stream: stream, timeout: timeout}, nil
+	return &Store{nc: nc, stream: stream, timeout: timeout, ClaimGrace: max(30*time.Second, 6*timeout), now: time.Now}, nil
 }
 
 var _ commands.EventStore = (*Store)(nil)
 
-// Append writes the events of one aggregate together with its name claim and
-// release in one atomic JetStream batch: every message carries the expected
-// last sequence of its subject, so a concurrent writer of the same name or
-// aggregate makes the whole batch fail and nothing is stored. A client that
-// dies between the messages of a batch leaves no trace: the server abandons
-// an uncommitted batch.
+// Append claims the new name (if any), appends the events with the expected
+// version of the aggregate, and releases the old name (if any). When the
+// events cannot be appended, the claim just made is released again.
 func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 	if len(a.Events) == 0 {
 		return 0, errors.New("jetstream: nothing to append")
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	msgs, err := s.prepare(ctx, a)
+
+	expected, err := s.expectedSequence(ctx, a)
 	if err != nil {
 		return 0, err
 	}
-	seq, err := s.publishRetrying(ctx, msgs)
-	if err == nil {
-		// The answer names the batch's last message; report the last event's,
-		// which is what readers of the events (the projector) reach.
-		last := 0
-		for i, m := range msgs {
-			if strings.HasPrefix(m.Subject, events.EventSubjectPrefix) {
-				last = i
-			}
+	var claimed uint64
+	if a.Claim != nil {
+		if claimed, err = s.claim(ctx, *a.Claim, a.AggregateID); err != nil {
+			return 0, err
 		}
-		return seq - uint64(len(msgs)-1-last), nil
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchDuplicate {
-		// The same events were stored before (a retry after a lost answer).
-		return s.alreadyStored(ctx, a)
+	seq, err := s.appendEvents(ctx, a, expected)
+	if err != nil {
+		if a.Claim != nil && claimed > 0 {
+			// Give the name back; if this fails too, the lease expires.
+			_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
+		}
+		return 0, err
 	}
-	if errors.As(err, &apiErr) && isWrongLastSequence(apiErr) {
-		// Someone wrote between our reads and the commit: say which invariant.
-		if a.Claim != nil {
-			if held, _, rerr := s.nameHolder(ctx, *a.Claim); rerr == nil && held != "" && held != a.AggregateID {
+	if a.Release != nil {
+		// The event is stored: the old name is free whatever happens next.
+		// Should this write be lost, the claim is recognised as stale later.
+		if holder, last, err := s.nameHolder(ctx, *a.Release); err == nil && holder == a.AggregateID {
+			_ = s.writeName(ctx, *a.Release, a.AggregateID, stateReleased, last.Sequence)
+		}
+	}
+	return seq, nil
+}
+
+// expectedSequence checks the aggregate is at the expected version and
+// returns the stream sequence of its newest event (0 for a new aggregate).
+func (s *Store) expectedSequence(ctx context.Context, a commands.Append) (uint64, error) {
+	if a.ExpectedVersion == 0 {
+		return 0, nil
+	}
+	last, err := s.stream.GetLastMsgForSubject(ctx, events.EventSubject(a.AggregateID))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, domain.ErrNotFound
+	case err != nil:
+		return 0, domain.Unavailable(domain.DependencyEventStore, err)
+	}
+	v, _ := strconv.ParseUint(last.Header.Get(HeaderAggregateVersion), 10, 64)
+	if v != a.ExpectedVersion {
+		return 0, domain.ErrConcurrentChange
+	}
+	return last.Sequence, nil
+}
+
+// claim makes aggregateID the holder of a name and returns the claim's
+// sequence. It fails with domain.ErrNameTaken when another connection holds
+// the name.
+func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID string) (uint64, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		holder, last, err := s.nameHolder(ctx, n)
+		if err != nil {
+			return 0, err
+		}
+		if holder == aggregateID {
+			return last.Sequence, nil // a retry of our own claim
+		}
+		if holder != "" {
+			stale, err := s.abandoned(ctx, n, holder, last)
+			if err != nil {
+				return 0, err
+			}
+			if !stale {
 				return 0, domain.ErrNameTaken
 			}
 		}
-		return 0, domain.ErrConcurrentChange
+		var expected uint64
+		if last != nil {
+			expected = last.Sequence
+		}
+		err = s.writeName(ctx, n, aggregateID, stateClaimed, expected)
+		if errors.Is(err, domain.ErrConcurrentChange) {
+			continue // someone wrote the name subject first: look again
+		}
+		if err != nil {
+			return 0, err
+		}
+		_, after, err := s.nameHolder(ctx, n)
+		if err != nil {
+			return 0, err
+		}
+		return after.Sequence, nil
 	}
-	if errors.As(err, &apiErr) {
-		return 0, fmt.Errorf("jetstream: append refused: %w", err)
-	}
-	return 0, domain.Unavailable(domain.DependencyEventStore, err)
+	return 0, domain.ErrNameTaken
 }
 
-// prepare reads the current heads of the subjects involved and builds the
-// batch with its expectations.
-func (s *Store) prepare(ctx context.Context, a commands.Append) ([]*nats.Msg, error) {
-	subject := events.EventSubject(a.AggregateID)
-	expected := uint64(0)
-	if a.ExpectedVersion > 0 {
-		last, err := s.stream.GetLastMsgForSubject(ctx, subject)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			return nil, domain.ErrNotFound
-		case err != nil:
-			return nil, domain.Unavailable(domain.DependencyEventStore, err)
-		}
-		v, _ := strconv.ParseUint(last.Header.Get(HeaderAggregateVersion), 10, 64)
-		if v != a.ExpectedVersion {
-			return nil, domain.ErrConcurrentChange
-		}
-		expected = last.Sequence
+// abandoned reports whether a claim is a leftover: older than the grace
+// period, and its holder does not use the name (it has no events, was
+// deleted, or was renamed).
+func (s *Store) abandoned(ctx context.Context, n commands.NameClaim, holder string, last *jetstream.RawStreamMsg) (bool, error) {
+	if s.now().Sub(last.Time) < s.ClaimGrace {
+		return false, nil
 	}
+	history, _, err := s.Load(ctx, holder)
+	if errors.Is(err, domain.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	conn, err := domain.Rebuild(history)
+	if err != nil {
+		return false, err
+	}
+	return conn.Deleted() || !strings.EqualFold(conn.Spec().ConfigName, n.ConfigName), nil
+}
 
-	var msgs []*nats.Msg
+// writeName writes a claim or release, expecting the name subject's newest
+// message to be at sequence expected.
+func (s *Store) writeName(ctx context.Context, n commands.NameClaim, aggregateID, state string, expected uint64) error {
+	body, err := json.Marshal(claim{State: state, ConnectionID: aggregateID, ConfigName: n.ConfigName})
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(events.NameSubject(n.Organization, n.ConfigName))
+	m.Data = body
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+	_, err = s.publish(ctx, []*nats.Msg{m})
+	return s.mapPublishError(err)
+}
+
+// nameHolder returns the connection holding a name ("" when free) and the
+// name subject's newest message (nil when it has none).
+func (s *Store) nameHolder(ctx context.Context, n commands.NameClaim) (string, *jetstream.RawStreamMsg, error) {
+	last, err := s.stream.GetLastMsgForSubject(ctx, events.NameSubject(n.Organization, n.ConfigName))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, domain.Unavailable(domain.DependencyEventStore, err)
+	}
+	var c claim
+	if err := json.Unmarshal(last.Data, &c); err != nil {
+		return "", nil, fmt.Errorf("jetstream: name subject %s holds a malformed claim at %d: %w", last.Subject, last.Sequence, err)
+	}
+	if c.State == stateClaimed {
+		return c.ConnectionID, last, nil
+	}
+	return "", last, nil
+}
+
+// appendEvents writes the events on the aggregate's subject, the first one
+// expecting the subject's newest message at sequence expected. Several
+// events go as one atomic batch.
+func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected uint64) (uint64, error) {
+	subject := events.EventSubject(a.AggregateID)
+	msgs := make([]*nats.Msg, 0, len(a.Events))
 	for i, e := range a.Events {
 		body, err := events.Encode(e)
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 		m := nats.NewMsg(subject)
 		m.Data = body
@@ -149,72 +254,30 @@ func (s *Store) prepare(ctx context.Context, a commands.Append) ([]*nats.Msg, er
 		}
 		msgs = append(msgs, m)
 	}
-	eventID := a.Events[0].EventID
-	if a.Release != nil {
-		m, err := s.nameMessage(ctx, *a.Release, a.AggregateID, stateReleased, eventID)
-		if err != nil {
-			return nil, err
-		}
-		msgs = append(msgs, m)
+	seq, err := s.publishRetrying(ctx, msgs)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeBatchDuplicate || isWrongLastSequence(apiErr)) {
+		// Either another writer came first, or these very events were stored
+		// before (a retry after a lost answer): the newest event tells.
+		return s.alreadyStored(ctx, a)
 	}
-	if a.Claim != nil {
-		m, err := s.nameMessage(ctx, *a.Claim, a.AggregateID, stateClaimed, eventID)
-		if err != nil {
-			return nil, err
-		}
-		// The claim goes first: an event never precedes its name claim in the stream.
-		msgs = append([]*nats.Msg{m}, msgs...)
-	}
-	return msgs, nil
+	return seq, s.mapPublishError(err)
 }
 
-func (s *Store) nameMessage(ctx context.Context, n commands.NameClaim, aggregateID, state, eventID string) (*nats.Msg, error) {
-	holder, seq, err := s.nameHolder(ctx, n)
-	if err != nil {
-		return nil, err
+func (s *Store) mapPublishError(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &apiErr) && isWrongLastSequence(apiErr):
+		return domain.ErrConcurrentChange
+	case errors.As(err, &apiErr):
+		return fmt.Errorf("jetstream: append refused: %w", err)
 	}
-	switch state {
-	case stateClaimed:
-		if holder != "" && holder != aggregateID {
-			return nil, domain.ErrNameTaken
-		}
-	case stateReleased:
-		if holder != aggregateID {
-			return nil, fmt.Errorf("jetstream: %s does not hold the name it releases", aggregateID)
-		}
-	}
-	body, err := json.Marshal(claim{State: state, ConnectionID: aggregateID, ConfigName: n.ConfigName})
-	if err != nil {
-		return nil, err
-	}
-	m := nats.NewMsg(events.NameSubject(n.Organization, n.ConfigName))
-	m.Data = body
-	m.Header.Set(jetstream.MsgIDHeader, eventID+"."+state)
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(seq, 10))
-	return m, nil
+	return domain.Unavailable(domain.DependencyEventStore, err)
 }
 
-// nameHolder returns the connection holding a name ("" when free) and the
-// sequence of the name subject's newest message (0 when it has none).
-func (s *Store) nameHolder(ctx context.Context, n commands.NameClaim) (string, uint64, error) {
-	last, err := s.stream.GetLastMsgForSubject(ctx, events.NameSubject(n.Organization, n.ConfigName))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", 0, nil
-	}
-	if err != nil {
-		return "", 0, domain.Unavailable(domain.DependencyEventStore, err)
-	}
-	var c claim
-	if err := json.Unmarshal(last.Data, &c); err != nil {
-		return "", 0, fmt.Errorf("jetstream: name subject %s holds a malformed claim at %d: %w", last.Subject, last.Sequence, err)
-	}
-	if c.State == stateClaimed {
-		return c.ConnectionID, last.Sequence, nil
-	}
-	return "", last.Sequence, nil
-}
-
-// pubAck is the server's answer to a commit (or a single publish).
+// pubAck is the server's answer to a publish or a batch commit.
 type pubAck struct {
 	Stream   string              `json:"stream"`
 	Sequence uint64              `json:"seq"`
@@ -223,7 +286,9 @@ type pubAck struct {
 }
 
 // publish sends one message as a plain publish, or several as an atomic
-// batch whose last message commits.
+// batch whose last message commits, and returns the last sequence. A plain
+// publish that the duplicate window recognises answers with the stored
+// message's sequence.
 func (s *Store) publish(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 	if len(msgs) > 1 {
 		id := nuid.Next()
@@ -252,8 +317,7 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 	return ack.Sequence, nil
 }
 
-// Atomic-batch errors that a new attempt can cure: the server holds too many
-// open batches, or refused our first message for that reason.
+// Atomic-batch errors: a new attempt cures the load ones.
 const (
 	errCodeBatchDuplicate       = 10201
 	errCodeBatchIncomplete      = 10176

@@ -3,8 +3,6 @@ package jetstream
 import (
 	"context"
 	"errors"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,54 +148,87 @@ func TestConcurrentClaimsOfOneNameLetOneWin(t *testing.T) {
 	}
 }
 
-// TestCrashBetweenClaimAndEvent injects the crash the issue names: a writer
-// sends the name claim of its batch and dies before the event and the
-// commit. The claim never becomes visible, the name is free at once for
-// another connection, and no connection exists without its claim.
+// TestCrashBetweenClaimAndEvent injects the crash between the two writes of
+// a create: a writer claims the name and dies before its event. The name is
+// held for the grace period only (a slow writer may still be on its way),
+// then another connection takes it over; no connection ever exists without
+// its claim, and the dead writer's connection does not exist at all.
 func TestCrashBetweenClaimAndEvent(t *testing.T) {
 	f := newFixture(t)
+	f.store.ClaimGrace = 300 * time.Millisecond
 	crashed := uuid.NewString()
-	a := createAppend(crashed, "fragile-db")
+	name := commands.NameClaim{Organization: "default", ConfigName: "fragile-db"}
+	if _, err := f.store.claim(t.Context(), name, crashed); err != nil {
+		t.Fatal(err)
+	}
+	// ... the writer dies here, before appending its event.
 
-	// The dying writer: its own connection, the first message of the batch, gone.
-	nc, err := nats.Connect(f.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dying := &Store{nc: nc, stream: f.stream, timeout: time.Second}
-	msgs, err := dying.prepare(t.Context(), a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(msgs) != 2 || msgs[0].Subject != events.NameSubject("default", "fragile-db") {
-		t.Fatalf("batch = %v", msgs)
-	}
-	msgs[0].Header.Set("Nats-Batch-Id", "crash-"+strconv.FormatInt(time.Now().UnixNano(), 10))
-	msgs[0].Header.Set("Nats-Batch-Sequence", "1")
-	if err := nc.PublishMsg(msgs[0]); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	nc.Close() // the crash
-
-	if n := f.count(t, events.NameSubjectFilter); n != 0 {
-		t.Fatalf("an uncommitted claim is visible: %d claims", n)
-	}
 	other := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(other, "FRAGILE-db")); !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("within the grace period the claim must hold: %v", err)
+	}
+	time.Sleep(f.store.ClaimGrace)
 	if _, err := f.store.Append(t.Context(), createAppend(other, "FRAGILE-db")); err != nil {
 		t.Fatalf("the name stayed blocked after the crash: %v", err)
 	}
 	if _, _, err := f.store.Load(t.Context(), crashed); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("the crashed connection exists: %v", err)
 	}
-	last, err := f.stream.GetLastMsgForSubject(t.Context(), events.NameSubject("default", "fragile-db"))
-	if err != nil {
+	holder, _, err := f.store.nameHolder(t.Context(), name)
+	if err != nil || holder != other {
+		t.Fatalf("the name is held by %q (%v), want %s", holder, err, other)
+	}
+	// A live holder is never dispossessed, however old its claim.
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "fragile-db")); !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("a live holder lost its name: %v", err)
+	}
+}
+
+// TestCrashBetweenRenameAndRelease: a rename stored its event but died
+// before releasing the old name; once the grace period is over the old name
+// is recognised as unused and can be taken.
+func TestCrashBetweenRenameAndRelease(t *testing.T) {
+	f := newFixture(t)
+	f.store.ClaimGrace = 300 * time.Millisecond
+	id := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(id, "before")); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(last.Data), other) {
-		t.Fatalf("the claim belongs to %s", last.Data)
+	renamed := "after"
+	rename := events.Event{
+		Metadata: events.Metadata{EventID: uuid.NewString(), AggregateID: id, AggregateVersion: 2, OccurredAt: time.Now(), Actor: "test"},
+		Payload:  &events.ConnectionUpdatedV1{Changed: []string{events.FieldConfigName}, ConfigName: &renamed},
+	}
+	// The rename's claim and event, without the release of the old name.
+	a := commands.Append{AggregateID: id, ExpectedVersion: 1, Events: []events.Event{rename},
+		Claim: &commands.NameClaim{Organization: "default", ConfigName: "after"}}
+	if _, err := f.store.Append(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(f.store.ClaimGrace)
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "before")); err != nil {
+		t.Fatalf("the old name stayed blocked: %v", err)
+	}
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "after")); !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("the new name is not held: %v", err)
+	}
+}
+
+// TestFailedAppendGivesTheClaimBack: when the event cannot be stored (the
+// aggregate moved), the name just claimed is released at once.
+func TestFailedAppendGivesTheClaimBack(t *testing.T) {
+	f := newFixture(t)
+	id := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(id, "taken-once")); err != nil {
+		t.Fatal(err)
+	}
+	// A second create of the same aggregate id with another name fails on
+	// the aggregate's expected sequence after claiming the name.
+	if _, err := f.store.Append(t.Context(), createAppend(id, "wanted")); !errors.Is(err, domain.ErrConcurrentChange) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "wanted")); err != nil {
+		t.Fatalf("the claim of the failed append was not given back: %v", err)
 	}
 }
 
