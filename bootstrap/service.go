@@ -32,6 +32,7 @@ type Service struct {
 	Store     *jetstream.Store
 	ReadModel *mongo.Repository
 	Projector *readmodel.Projector
+	Index     *readmodel.Index // nil when the projector runs in another process
 	NATSURL   string
 	MongoURI  string
 
@@ -109,7 +110,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		return nil, err
 	}
 	var projection httpapi.Projection = s.Projector
+	var reader httpapi.Reader = s.ReadModel
 	if cfg.Projector {
+		// The projector of this process keeps an in-memory index for lists;
+		// it is loaded before the projector starts and kept by it after.
+		s.Index = readmodel.NewIndex()
+		start := time.Now()
+		loadCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		err := s.ReadModel.Each(loadCtx, s.Index.Put)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("load the list index: %w", err)
+		}
+		logger.Info("list index loaded from the read model", "documents", s.Index.Len(), "durationMs", time.Since(start).Milliseconds())
+		s.Projector.KeepIndex(s.Index)
+		reader = indexedReader{index: s.Index, store: s.ReadModel}
 		s.RunProjector(runCtx, js)
 	} else {
 		projection = jetstream.NewConsumerWatermark(js, jetstream.ProjectorConsumer)
@@ -120,7 +135,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		Delete:     remove,
 		Test:       test,
 		Prober:     probe,
-		Reader:     s.ReadModel,
+		Reader:     reader,
 		History:    s.Store,
 		Projection: projection,
 		Logger:     logger,
@@ -260,4 +275,22 @@ func (l levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (l levelFloor) WithGroup(name string) slog.Handler {
 	return levelFloor{l.Handler.WithGroup(name), l.min}
+}
+
+// indexedReader answers lists from the in-memory index and single reads from
+// it too, falling back to the store for a document the index lacks.
+type indexedReader struct {
+	index *readmodel.Index
+	store *mongo.Repository
+}
+
+func (r indexedReader) Get(ctx context.Context, id string) (*readmodel.Document, error) {
+	if d, err := r.index.Get(ctx, id); err == nil {
+		return d, nil
+	}
+	return r.store.Get(ctx, id)
+}
+
+func (r indexedReader) List(ctx context.Context, q readmodel.ListQuery) (readmodel.ListResult, error) {
+	return r.index.List(ctx, q)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -106,22 +107,41 @@ func unavailable(err error) error {
 	return domain.Unavailable(domain.DependencyReadModel, err)
 }
 
-// Documents implements readmodel.Store.
+// Documents implements readmodel.Store. It looks each id up on its own, a
+// few at a time: FerretDB uses its _id index for equality but scans the whole
+// collection for $in.
 func (r *Repository) Documents(ctx context.Context, ids []string) (map[string]*readmodel.Document, error) {
 	out := make(map[string]*readmodel.Document, len(ids))
-	if len(ids) == 0 {
-		return out, nil
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, 8)
+	)
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var d readmodel.Document
+			err := r.connections.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, mongo.ErrNoDocuments):
+			case err != nil:
+				if firstErr == nil {
+					firstErr = unavailable(err)
+				}
+			default:
+				out[id] = &d
+			}
+		}()
 	}
-	cur, err := r.connections.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	var docs []*readmodel.Document
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, unavailable(err)
-	}
-	for _, d := range docs {
-		out[d.ID] = d
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
 	}
 	return out, nil
 }
@@ -296,4 +316,25 @@ func keyset(field string, dir int, c readmodel.Cursor) bson.E {
 		bson.D{{Key: field, Value: bson.D{{Key: op, Value: v}}}},
 		bson.D{{Key: field, Value: v}, {Key: "_id", Value: bson.D{{Key: op, Value: c.ID}}}},
 	}}
+}
+
+// Each calls fn with every document, in no order: how an in-memory index is
+// loaded at start.
+func (r *Repository) Each(ctx context.Context, fn func(*readmodel.Document)) error {
+	cur, err := r.connections.Find(ctx, bson.D{}, options.Find().SetBatchSize(1000))
+	if err != nil {
+		return unavailable(err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var d readmodel.Document
+		if err := cur.Decode(&d); err != nil {
+			return err
+		}
+		fn(&d)
+	}
+	if err := cur.Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
 }

@@ -57,7 +57,12 @@ type Projector struct {
 	mu        sync.Mutex
 	projected uint64
 	advanced  chan struct{}
+	index     *Index
 }
+
+// KeepIndex makes the projector put every document it writes into idx
+// after the write succeeded. Call it before the projector runs.
+func (p *Projector) KeepIndex(idx *Index) { p.index = idx }
 
 // NewProjector returns a projector writing to store.
 func NewProjector(store Store, logger *slog.Logger, now func() time.Time) (*Projector, error) {
@@ -83,7 +88,7 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		evs    []decoded
 		parked []Parked
 		ids    []string
-		seen   = map[string]bool{}
+		first  = map[string]uint64{} // the version of each connection's first event in the batch
 	)
 	for _, m := range batch {
 		e, err := events.Decode(m.Data)
@@ -92,13 +97,25 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 			continue
 		}
 		evs = append(evs, decoded{m, e})
-		if !seen[e.AggregateID] {
-			seen[e.AggregateID] = true
+		if _, ok := first[e.AggregateID]; !ok {
+			first[e.AggregateID] = e.AggregateVersion
 			ids = append(ids, e.AggregateID)
 		}
 	}
+	// A connection whose first event in the batch is its creation has no
+	// document yet, unless this is a redelivery: skip reading it, and let a
+	// guarded insert that finds a document send us through a full re-read.
+	var known []string
+	for _, id := range ids {
+		if first[id] != 1 {
+			known = append(known, id)
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		docs, err := p.store.Documents(ctx, ids)
+		if attempt > 0 {
+			known = ids
+		}
+		docs, err := p.store.Documents(ctx, known)
 		if err != nil {
 			return err
 		}
@@ -134,10 +151,16 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		}
 		err = p.store.Write(ctx, writes)
 		if errors.Is(err, ErrConflict) && attempt < 3 {
+			clear(changed)
 			continue // another projector moved; re-read and re-fold
 		}
 		if err != nil {
 			return err
+		}
+		if p.index != nil {
+			for _, w := range writes {
+				p.index.Put(w.Doc)
+			}
 		}
 		if all := append(parked, parkedNow...); len(all) > 0 {
 			if err := p.store.Park(ctx, all); err != nil {
