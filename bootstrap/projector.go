@@ -45,6 +45,11 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	idx := readmodel.NewIndex()
+	if err := repo.Each(ctx, idx.Put); err != nil {
+		return fmt.Errorf("load the projector's index: %w", err)
+	}
+	p.KeepIndex(idx)
 	logger.Info("projector running", "consumer", jetstream.ProjectorConsumer)
 	return jetstream.Consume(ctx, js, jetstream.ProjectorConsumer, ProjectorBatch, logger, p.Project)
 }

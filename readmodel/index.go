@@ -67,15 +67,25 @@ func (x *Index) Put(d *Document) {
 		x.byName = remove(x.byName, old, nameOrder)
 		delete(x.docs, d.ID)
 	}
-	if d.Deleted {
-		x.docs[d.ID] = &Document{ID: d.ID, Version: d.Version, Deleted: true} // remembers the version only
-		return
-	}
 	c := d.clone()
 	x.docs[d.ID] = c
+	if d.Deleted {
+		return // kept for its version, out of every list
+	}
 	x.byCreated = insert(x.byCreated, c, createdOrder)
 	x.byUpdated = insert(x.byUpdated, c, updatedOrder)
 	x.byName = insert(x.byName, c, nameOrder)
+}
+
+// current returns the state the index holds for id, deleted or not.
+func (x *Index) current(id string) (*Document, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	d, ok := x.docs[id]
+	if !ok {
+		return nil, false
+	}
+	return d.clone(), true
 }
 
 // Len is the number of live documents.

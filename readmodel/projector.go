@@ -61,7 +61,10 @@ type Projector struct {
 }
 
 // KeepIndex makes the projector put every document it writes into idx
-// after the write succeeded. Call it before the projector runs.
+// after the write succeeded, and read the current documents from it instead
+// of the store (FerretDB on SQLite, the embedded store, takes time that grows
+// with the collection even for a read by _id). Load idx from the store, then
+// call KeepIndex, before the projector runs.
 func (p *Projector) KeepIndex(idx *Index) { p.index = idx }
 
 // NewProjector returns a projector writing to store.
@@ -115,7 +118,7 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		if attempt > 0 {
 			known = ids
 		}
-		docs, err := p.store.Documents(ctx, known)
+		docs, err := p.documents(ctx, known, attempt == 0)
 		if err != nil {
 			return err
 		}
@@ -170,6 +173,34 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		p.advance(batch[len(batch)-1].Sequence)
 		return nil
 	}
+}
+
+// documents returns the current documents of ids: from the index when the
+// projector keeps one and may trust it (it wrote them itself), from the store
+// for the rest and after a conflict.
+func (p *Projector) documents(ctx context.Context, ids []string, fromIndex bool) (map[string]*Document, error) {
+	if p.index == nil || !fromIndex {
+		return p.store.Documents(ctx, ids)
+	}
+	docs := make(map[string]*Document, len(ids))
+	var missing []string
+	for _, id := range ids {
+		if d, ok := p.index.current(id); ok {
+			docs[id] = d
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		more, err := p.store.Documents(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for id, d := range more {
+			docs[id] = d
+		}
+	}
+	return docs, nil
 }
 
 func (p *Projector) park(m Message, reason error) Parked {

@@ -1,0 +1,17 @@
+# Everyday commands. The bench writes its JSON to bench-results/ (git-ignored).
+.PHONY: run test bench bench-short
+
+run:
+	go run ./cmd/api
+
+test:
+	go test -race ./...
+
+# Full benchmark: 10s create phases, 100,000 connections, a CPU profile of the
+# create path at concurrency 64.
+bench:
+	go run ./cmd/bench -cpuprofile bench-results/create-c64.pprof
+
+# Under a minute on an idle machine.
+bench-short:
+	go run ./cmd/bench -short

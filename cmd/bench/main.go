@@ -1,0 +1,254 @@
+// Command bench shows how fast the registry is and how close it runs to the
+// machine's limits. It boots the whole service as cmd/api does (embedded
+// NATS, FerretDB and development sealer in a temporary DATA_DIR, or the
+// servers named by NATS_URL, MONGO_URI and VAULT_ADDR), serves its real HTTP
+// handler on a loopback socket and drives it with Go HTTP clients. Next to
+// every headline figure it measures the raw ceiling of the part underneath
+// (JetStream publish, read-model bulk write, sealer), in the same run, and
+// prints the ratio. Results go to stdout as a table and to
+// bench-results/<timestamp>.json (and latest.json) for comparison.
+//
+// Benchmarks measure; they do not gate: the exit status says whether the run
+// worked, not whether the targets were met.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// benchOptions say what to run; flags fill them, the test sets them directly.
+type benchOptions struct {
+	Short         bool          `json:"short"`
+	Duration      time.Duration `json:"-"`
+	N             int64         `json:"n"`
+	Out           string        `json:"out"`
+	CPUProfile    string        `json:"cpuProfile,omitempty"`
+	Concurrencies []int         `json:"concurrencies"`
+	// LimitDuration is how long each raw limit runs; ListDuration how long
+	// each list query is timed.
+	LimitDuration time.Duration `json:"-"`
+	ListDuration  time.Duration `json:"-"`
+	LagWorkers    int           `json:"lagWorkers"`
+	SeedWorkers   int           `json:"seedWorkers"`
+	DurationS     float64       `json:"durationSeconds"`
+	LimitS        float64       `json:"limitSeconds"`
+	ListS         float64       `json:"listSeconds"`
+}
+
+func main() {
+	var o benchOptions
+	flag.BoolVar(&o.Short, "short", false, "quick run, under a minute: 3s phases, 10,000 connections")
+	flag.DurationVar(&o.Duration, "duration", 0, "length of each create phase and of the lag phase (default 10s, 3s with -short)")
+	flag.Int64Var(&o.N, "n", 0, "read-model size for the list and replay phases (default 100000, 10000 with -short)")
+	flag.StringVar(&o.Out, "out", "bench-results", "directory for the JSON results")
+	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the create phase at concurrency 64 to this file")
+	flag.Parse()
+	o = o.withDefaults()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func (o benchOptions) withDefaults() benchOptions {
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+		if o.Short {
+			o.Duration = 3 * time.Second
+		}
+	}
+	if o.N <= 0 {
+		o.N = 100_000
+		if o.Short {
+			o.N = 10_000
+		}
+	}
+	if o.Out == "" {
+		o.Out = "bench-results"
+	}
+	if len(o.Concurrencies) == 0 {
+		o.Concurrencies = []int{1, 16, 64}
+	}
+	if o.LimitDuration <= 0 {
+		o.LimitDuration = max(500*time.Millisecond, o.Duration/2)
+	}
+	if o.ListDuration <= 0 {
+		o.ListDuration = max(500*time.Millisecond, o.Duration/2)
+	}
+	if o.LagWorkers <= 0 {
+		o.LagWorkers = 64
+	}
+	if o.SeedWorkers <= 0 {
+		o.SeedWorkers = 64
+	}
+	o.DurationS, o.LimitS, o.ListS = o.Duration.Seconds(), o.LimitDuration.Seconds(), o.ListDuration.Seconds()
+	return o
+}
+
+// run executes every phase and writes the report; progress goes to progress,
+// the table to out.
+func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Report, err error) {
+	o = o.withDefaults()
+	started := time.Now().UTC()
+	runID := started.Format("20060102t150405")
+	say := func(format string, args ...any) {
+		fmt.Fprintf(progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+
+	dir, err := os.MkdirTemp("", "connreg-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	say("starting the service (DATA_DIR=%s)", dir)
+	st, err := startStack(ctx, dir, runID)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	defer func() {
+		if err != nil {
+			// Keep what the service said about a failed run.
+			if b, rerr := os.ReadFile(st.logPath); rerr == nil && os.MkdirAll(o.Out, 0o755) == nil {
+				kept := filepath.Join(o.Out, runID+".service.log")
+				if os.WriteFile(kept, b, 0o644) == nil {
+					say("service log kept in %s", kept)
+				}
+			}
+		}
+	}()
+
+	rep := newReport(started, o, st)
+	c := &creator{base: st.base, runID: runID}
+
+	// 1. Creates, closed loop, one phase per concurrency.
+	for _, conc := range o.Concurrencies {
+		var stopProfile func() error
+		if conc == 64 && o.CPUProfile != "" {
+			if stopProfile, err = startCPUProfile(o.CPUProfile); err != nil {
+				return nil, err
+			}
+		}
+		say("creates at concurrency %d for %s", conc, o.Duration)
+		r := c.closedLoop(ctx, conc, o.Duration)
+		if stopProfile != nil {
+			if err := stopProfile(); err != nil {
+				return nil, err
+			}
+			rep.CPUProfile = o.CPUProfile
+		}
+		drain, err := st.waitProjected(ctx, 5*time.Minute)
+		r.DrainSeconds = round(drain.Seconds())
+		rep.Creates = append(rep.Creates, r)
+		say("  %.0f creates/s, p50 %.2f ms, p99 %.2f ms, %d errors; projector drained in %.2fs",
+			r.PerSecond, r.Latency.P50Ms, r.Latency.P99Ms, r.Errors, drain.Seconds())
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// 2. Projection lag at half the peak create rate.
+	peak := 0.0
+	for _, r := range rep.Creates {
+		peak = max(peak, r.PerSecond)
+	}
+	if peak <= 0 {
+		return nil, errors.New("no create succeeded; see the error samples")
+	}
+	say("projection lag at %.0f creates/s (half the peak) for %s", peak/2, o.Duration)
+	rep.ProjectionLag = c.projectionLag(ctx, st, peak/2, o.Duration, o.LagWorkers)
+	say("  lag p50 %.2f ms, p99 %.2f ms over %d samples (%d timeouts); watermark p50 %.2f ms p99 %.2f ms",
+		rep.ProjectionLag.Lag.P50Ms, rep.ProjectionLag.Lag.P99Ms, rep.ProjectionLag.Lag.Samples, rep.ProjectionLag.Timeouts,
+		rep.ProjectionLag.Watermark.P50Ms, rep.ProjectionLag.Watermark.P99Ms)
+	if _, err := st.waitProjected(ctx, 5*time.Minute); err != nil {
+		return nil, err
+	}
+
+	// 3. Fill the read model up to N.
+	size, err := readModelSize(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	say("seeding %d connections through the command handler and svc.Store.Append (read model has %d)", max(0, o.N-size), size)
+	rep.Seed, err = seed(ctx, st, runID, dir, o.N-size, o.SeedWorkers)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Seed.Events > 0 {
+		say("  %.0f appends/s; projector caught up %.2fs after the last append", rep.Seed.PerSecond, rep.Seed.CatchUpSeconds)
+	}
+
+	// 4. List latency at that size.
+	say("list latency, %d queries, %s each", len(listQueries), o.ListDuration)
+	rep.List = listLatency(ctx, st.base, o.ListDuration)
+	if rep.List.ReadModelSize == 0 {
+		// The unfiltered list failed (see its errors): count what was written.
+		rep.List.ReadModelSize = size + rep.Seed.Events
+	}
+	for _, q := range rep.List.Queries {
+		say("  %-32s p50 %.2f ms, p99 %.2f ms (%d samples, total %d)", q.Name, q.Latency.P50Ms, q.Latency.P99Ms, q.Latency.Samples, q.Total)
+	}
+
+	// 5. Replay the whole stream into a fresh read model.
+	say("replaying the stream into a fresh read-model database")
+	rep.Replay, err = replay(ctx, st, runID)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	say("  %d events in %.2fs: %.0f events/s", rep.Replay.Events, rep.Replay.Seconds, rep.Replay.PerSecond)
+
+	// 6. The machine's limits.
+	ev, err := st.sampleEvent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgSize := len(ev.Data)
+	for k, vs := range ev.Header {
+		for _, v := range vs {
+			msgSize += len(k) + len(v) + 4
+		}
+	}
+	rep.EventBytes = msgSize
+	say("raw JetStream publish of %d-byte messages, %s per concurrency", msgSize, o.LimitDuration)
+	if rep.Limits.Publish, err = rawPublish(ctx, st, runID, msgSize, o.LimitDuration); err != nil {
+		return nil, err
+	}
+	sample, err := st.svc.ReadModel.List(ctx, readModelFirst)
+	if err != nil || len(sample.Items) == 0 {
+		return nil, fmt.Errorf("no read-model document to copy for the bulk-upsert limit: %v", err)
+	}
+	say("raw read-model bulk upsert for %s", o.LimitDuration)
+	if rep.Limits.BulkUpsert, rep.Limits.BulkInsert, err = rawBulkUpsert(ctx, st, runID, &sample.Items[0], o.LimitDuration); err != nil {
+		return nil, err
+	}
+	say("raw sealer rates")
+	if rep.Limits.Sealer, err = rawSeal(ctx, dir, max(250*time.Millisecond, o.LimitDuration/2)); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	rep.ServiceLog = summarizeLog(st.logPath)
+	rep.finish()
+	rep.printTable(out)
+	path, err := rep.write(o.Out)
+	if err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(out, "\nresults: %s (and %s)\n", path, latestName(o.Out))
+	return rep, nil
+}
