@@ -87,9 +87,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	if c.Production() {
-		if c.VaultAddr == "" {
-			return c, fmt.Errorf("VAULT_ADDR: required when ENV=production (the development sealer is refused)")
-		}
 		if c.NATSURL == "" || c.MongoURI == "" {
 			return c, fmt.Errorf("NATS_URL and MONGO_URI: required when ENV=production (embedded servers are for development)")
 		}

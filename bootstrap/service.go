@@ -219,7 +219,7 @@ func (s *Service) openSealer(ctx context.Context, cfg Config) (Sealer, error) {
 		return v, nil
 	}
 	if err := devseal.Allowed(cfg.Env); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("VAULT_ADDR: required when ENV=production (the development sealer is refused): %w", err)
 	}
 	d, err := devseal.New(filepath.Join(cfg.DataDir, "sealer"))
 	if err != nil {
