@@ -114,22 +114,31 @@ func (a *API) origin(c *gin.Context) domain.Origin {
 	return domain.Origin{Actor: "anonymous", RequestID: requestID(c), CorrelationID: correlation}
 }
 
-func (a *API) create(c *gin.Context) {
+// createInput decodes and checks a create body and its headers, reporting
+// every refused field at once.
+func createInput(c *gin.Context) (domain.SpecInput, error) {
 	var req createRequest
 	violations := &domain.ValidationError{}
 	if err := readJSONBody(c.Writer, c.Request, &req); err != nil && !errors.As(err, &violations) {
-		a.fail(c, err)
-		return
+		return domain.SpecInput{}, err
 	}
 	in, more := req.specInput(c.GetHeader("X-Product-Name"))
 	violations.Merge(more)
 	if len(violations.Fields) > 0 {
 		_, _, err := domain.ParseSpec(in)
-		var more *domain.ValidationError
-		if errors.As(err, &more) {
-			violations.Merge(more)
+		var rest *domain.ValidationError
+		if errors.As(err, &rest) {
+			violations.Merge(rest)
 		}
-		a.fail(c, violations)
+		return domain.SpecInput{}, violations
+	}
+	return in, nil
+}
+
+func (a *API) create(c *gin.Context) {
+	in, err := createInput(c)
+	if err != nil {
+		a.fail(c, err)
 		return
 	}
 	key := c.GetHeader("Idempotency-Key")

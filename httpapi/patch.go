@@ -126,13 +126,18 @@ func pathID(c *gin.Context) (string, error) {
 	return id, nil
 }
 
-func (a *API) update(c *gin.Context) {
+// target reads the connection id of the path and the If-Match version.
+func target(c *gin.Context) (string, *uint64, error) {
 	id, err := pathID(c)
 	if err != nil {
-		a.fail(c, err)
-		return
+		return "", nil, err
 	}
 	version, err := ifMatch(c)
+	return id, version, err
+}
+
+func (a *API) update(c *gin.Context) {
+	id, version, err := target(c)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -163,12 +168,7 @@ func (a *API) update(c *gin.Context) {
 }
 
 func (a *API) remove(c *gin.Context) {
-	id, err := pathID(c)
-	if err != nil {
-		a.fail(c, err)
-		return
-	}
-	version, err := ifMatch(c)
+	id, version, err := target(c)
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -2,13 +2,11 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/connreg/registry/commands"
-	"github.com/connreg/registry/domain"
 )
 
 // Tester runs the test command of a stored connection.
@@ -43,16 +41,9 @@ func (a *API) testStored(c *gin.Context) {
 
 // testUnsaved tests a full create body without storing anything.
 func (a *API) testUnsaved(c *gin.Context) {
-	var req createRequest
-	violations := &domain.ValidationError{}
-	if err := readJSONBody(c.Writer, c.Request, &req); err != nil && !errors.As(err, &violations) {
+	in, err := createInput(c)
+	if err != nil {
 		a.fail(c, err)
-		return
-	}
-	in, more := req.specInput(c.GetHeader("X-Product-Name"))
-	violations.Merge(more)
-	if len(violations.Fields) > 0 {
-		a.fail(c, violations)
 		return
 	}
 	res, err := commands.ProbeSpec(c.Request.Context(), a.Prober, in)

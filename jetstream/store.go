@@ -230,25 +230,12 @@ func (s *Store) nameHolder(ctx context.Context, n commands.NameClaim) (string, *
 // expecting the subject's newest message at sequence expected. Several
 // events go as one atomic batch.
 func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected uint64) (uint64, error) {
-	subject := events.EventSubject(a.AggregateID)
 	msgs := make([]*nats.Msg, 0, len(a.Events))
 	for i, e := range a.Events {
-		body, err := events.Encode(e)
+		m, err := EventMessage(e)
 		if err != nil {
 			return 0, err
 		}
-		m := nats.NewMsg(subject)
-		m.Data = body
-		m.Header.Set(jetstream.MsgIDHeader, e.EventID)
-		m.Header.Set("Content-Type", "application/cloudevents+json")
-		m.Header.Set("ce-specversion", events.SpecVersion)
-		m.Header.Set("ce-id", e.EventID)
-		m.Header.Set("ce-type", e.Type())
-		m.Header.Set("ce-source", events.Source)
-		m.Header.Set("ce-subject", e.AggregateID)
-		m.Header.Set("ce-time", e.OccurredAt.UTC().Format(time.RFC3339Nano))
-		m.Header.Set(HeaderEventType, e.Type())
-		m.Header.Set(HeaderAggregateVersion, strconv.FormatUint(e.AggregateVersion, 10))
 		if i == 0 {
 			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
 		}
@@ -262,6 +249,29 @@ func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected ui
 		return s.alreadyStored(ctx, a)
 	}
 	return seq, s.mapPublishError(err)
+}
+
+// EventMessage is the message that carries an event on its connection's
+// subject: the CloudEvents envelope as body, the message id that JetStream
+// deduplicates on, and headers that let a consumer route without decoding.
+func EventMessage(e events.Event) (*nats.Msg, error) {
+	body, err := events.Encode(e)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(events.EventSubject(e.AggregateID))
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, e.EventID)
+	m.Header.Set("Content-Type", "application/cloudevents+json")
+	m.Header.Set("ce-specversion", events.SpecVersion)
+	m.Header.Set("ce-id", e.EventID)
+	m.Header.Set("ce-type", e.Type())
+	m.Header.Set("ce-source", events.Source)
+	m.Header.Set("ce-subject", e.AggregateID)
+	m.Header.Set("ce-time", e.OccurredAt.UTC().Format(time.RFC3339Nano))
+	m.Header.Set(HeaderEventType, e.Type())
+	m.Header.Set(HeaderAggregateVersion, strconv.FormatUint(e.AggregateVersion, 10))
+	return m, nil
 }
 
 func (s *Store) mapPublishError(err error) error {

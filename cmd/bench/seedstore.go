@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -45,22 +43,10 @@ func (s seedStore) Append(ctx context.Context, a commands.Append) (uint64, error
 		futures = append(futures, f)
 	}
 	for _, e := range a.Events {
-		body, err := events.Encode(e)
+		m, err := jetstream.EventMessage(e)
 		if err != nil {
 			return 0, err
 		}
-		m := nats.NewMsg(events.EventSubject(a.AggregateID))
-		m.Data = body
-		m.Header.Set(natsjs.MsgIDHeader, e.EventID)
-		m.Header.Set("Content-Type", "application/cloudevents+json")
-		m.Header.Set("ce-specversion", events.SpecVersion)
-		m.Header.Set("ce-id", e.EventID)
-		m.Header.Set("ce-type", e.Type())
-		m.Header.Set("ce-source", events.Source)
-		m.Header.Set("ce-subject", e.AggregateID)
-		m.Header.Set("ce-time", e.OccurredAt.UTC().Format(time.RFC3339Nano))
-		m.Header.Set(jetstream.HeaderEventType, e.Type())
-		m.Header.Set(jetstream.HeaderAggregateVersion, strconv.FormatUint(e.AggregateVersion, 10))
 		f, err := s.js.PublishMsgAsync(m)
 		if err != nil {
 			return 0, err
