@@ -78,7 +78,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 		}
 		pause := 50 * time.Millisecond
 		for {
-			err := handle(ctx, batch)
+			err := safely(ctx, handle, batch)
 			if err == nil {
 				break
 			}
@@ -100,4 +100,15 @@ func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 			logger.Warn("projector ack failed; the batch will be redelivered and skipped", "error", err.Error())
 		}
 	}
+}
+
+// safely runs handle, turning a panic into an error so that a bug in one
+// batch is logged and retried instead of killing the process.
+func safely(ctx context.Context, handle BatchHandler, batch []readmodel.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("jetstream: batch handler panicked at sequence %d: %v", batch[0].Sequence, p)
+		}
+	}()
+	return handle(ctx, batch)
 }

@@ -3,6 +3,9 @@ package jetstream
 import (
 	"context"
 	"errors"
+	"github.com/connreg/registry/readmodel"
+	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -259,5 +262,33 @@ func TestAppendWithNATSDownIsUnavailable(t *testing.T) {
 	_, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "down-db"))
 	if !domain.IsUnavailable(err) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestConsumeSurvivesAPanickingHandler(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "panicky")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	calls := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- Consume(ctx, f.js, "panic-test", 16, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			func(_ context.Context, batch []readmodel.Message) error {
+				calls++
+				if calls == 1 {
+					panic("a bug")
+				}
+				cancel() // the retry of the same batch arrived: done
+				return nil
+			})
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Fatalf("%d calls, want the panicking one and its retry", calls)
 	}
 }
