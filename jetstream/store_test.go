@@ -3,7 +3,6 @@ package jetstream
 import (
 	"context"
 	"errors"
-	"github.com/connreg/registry/readmodel"
 	"io"
 	"log/slog"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/devstack"
 	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/readmodel"
 	"github.com/connreg/registry/events"
 )
 
