@@ -123,6 +123,9 @@ func TestCursorPagingIsStableUnderConcurrentInserts(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
+	// Paging is what is under test, not projection lag (slow under -race):
+	// start once the read model holds every connection.
+	eventually(t, "projection of the 1,000", func() bool { return h.svc.Index.Len() >= n })
 
 	stop := make(chan struct{})
 	inserted := make(chan struct{})
@@ -132,7 +135,7 @@ func TestCursorPagingIsStableUnderConcurrentInserts(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(2 * time.Millisecond):
+			case <-time.After(10 * time.Millisecond):
 				h.create(validBody(fmt.Sprintf("late-%04d", i)))
 			}
 		}
