@@ -152,14 +152,14 @@ func rawPublish(ctx context.Context, st *stack, runID string, size int, d time.D
 	return out, nil
 }
 
-// bulkUpsertBatch is the size of one raw bulk write, close to the
+// defaultBulkBatch is the size of one raw bulk write, close to the
 // projector's batches (bootstrap.ProjectorBatch).
-const bulkUpsertBatch = 500
+const defaultBulkBatch = 500
 
-// rawBulkUpsert measures BulkWrite of bulkUpsertBatch ReplaceOne upserts of
+// rawBulkUpsert measures BulkWrite of bulkUpsertBatch (defaultBulkBatch unless a test asks for less) ReplaceOne upserts of
 // read-model-sized documents (a real one, under new ids) into a scratch
 // collection of the read model's server, from one writer like the projector.
-func rawBulkUpsert(ctx context.Context, st *stack, runID string, sample *readmodel.Document, d time.Duration) (RateResult, RateResult, error) {
+func rawBulkUpsert(ctx context.Context, st *stack, runID string, sample *readmodel.Document, d time.Duration, bulkUpsertBatch int) (RateResult, RateResult, error) {
 	db := st.mongo.Database("connreg_scratch_" + runID)
 	defer func() { _ = db.Drop(context.Background()) }()
 	coll := db.Collection("scratch")

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -42,6 +43,8 @@ type benchOptions struct {
 	DurationS     float64       `json:"durationSeconds"`
 	LimitS        float64       `json:"limitSeconds"`
 	ListS         float64       `json:"listSeconds"`
+	// BulkBatch is the size of one raw bulk write; defaultBulkBatch when 0.
+	BulkBatch int `json:"bulkBatch"`
 }
 
 func main() {
@@ -231,7 +234,7 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 		return nil, fmt.Errorf("no read-model document to copy for the bulk-upsert limit: %v", err)
 	}
 	say("raw read-model bulk upsert for %s", o.LimitDuration)
-	if rep.Limits.BulkUpsert, rep.Limits.BulkInsert, err = rawBulkUpsert(ctx, st, runID, &sample.Items[0], o.LimitDuration); err != nil {
+	if rep.Limits.BulkUpsert, rep.Limits.BulkInsert, err = rawBulkUpsert(ctx, st, runID, &sample.Items[0], o.LimitDuration, cmp.Or(o.BulkBatch, defaultBulkBatch)); err != nil {
 		return nil, err
 	}
 	say("raw sealer rates")
