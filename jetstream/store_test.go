@@ -16,8 +16,8 @@ import (
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/devstack"
 	"github.com/connreg/registry/domain"
-	"github.com/connreg/registry/readmodel"
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/readmodel"
 )
 
 type fixture struct {
