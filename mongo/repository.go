@@ -146,32 +146,48 @@ func (r *Repository) Documents(ctx context.Context, ids []string) (map[string]*r
 	return out, nil
 }
 
-// Write implements readmodel.Store with one unordered bulk write: inserts for
-// new documents, replaces guarded by the previous version for the others.
+// maxReplacesPerCall bounds the guarded replaces of one bulk write: FerretDB
+// 1.24 on SQLite keeps a pooled SQL connection open per update statement
+// until the command ends, and a command of about 100 updates exhausts its
+// pool and hangs.
+const maxReplacesPerCall = 48
+
+// Write implements readmodel.Store with unordered bulk writes: one of inserts
+// for the new documents, and replaces guarded by the previous version for
+// the others, at most maxReplacesPerCall per call.
 func (r *Repository) Write(ctx context.Context, writes []readmodel.Write) error {
-	if len(writes) == 0 {
-		return nil
-	}
-	models := make([]mongo.WriteModel, 0, len(writes))
-	replaces := int64(0)
+	var inserts, replaces []mongo.WriteModel
 	for _, w := range writes {
 		if w.Previous == 0 {
-			models = append(models, mongo.NewInsertOneModel().SetDocument(w.Doc))
+			inserts = append(inserts, mongo.NewInsertOneModel().SetDocument(w.Doc))
 			continue
 		}
-		replaces++
-		models = append(models, mongo.NewReplaceOneModel().
+		replaces = append(replaces, mongo.NewReplaceOneModel().
 			SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "version", Value: w.Previous}}).
 			SetReplacement(w.Doc))
 	}
-	res, err := r.connections.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	if mongo.IsDuplicateKeyError(err) {
-		return readmodel.ErrConflict
+	conflict := false
+	if len(inserts) > 0 {
+		_, err := r.connections.BulkWrite(ctx, inserts, options.BulkWrite().SetOrdered(false))
+		switch {
+		case mongo.IsDuplicateKeyError(err):
+			conflict = true // the others were inserted; the caller re-reads and retries
+		case err != nil:
+			return unavailable(err)
+		}
 	}
-	if err != nil {
-		return unavailable(err)
+	for len(replaces) > 0 {
+		n := min(len(replaces), maxReplacesPerCall)
+		res, err := r.connections.BulkWrite(ctx, replaces[:n], options.BulkWrite().SetOrdered(false))
+		if err != nil {
+			return unavailable(err)
+		}
+		if res.MatchedCount < int64(n) {
+			conflict = true
+		}
+		replaces = replaces[n:]
 	}
-	if res.MatchedCount < replaces {
+	if conflict {
 		return readmodel.ErrConflict
 	}
 	return nil
