@@ -31,12 +31,11 @@ func main() {
 // something failed or the run stopped early (run it again to finish); 2:
 // configuration error.
 func reseal() int {
-	cfg, err := bootstrap.ConfigFromEnv(os.Getenv)
+	cfg, logger, err := setup()
 	if err != nil {
 		slog.Error("configuration error", "error", err.Error())
 		return 2
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -80,13 +79,21 @@ func reseal() int {
 	return 0
 }
 
-func run() int {
+// setup reads the configuration and builds the JSON logger on stderr.
+func setup() (bootstrap.Config, *slog.Logger, error) {
 	cfg, err := bootstrap.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})), nil
+}
+
+func run() int {
+	cfg, logger, err := setup()
 	if err != nil {
 		slog.Error("configuration error", "error", err.Error())
 		return 2
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
