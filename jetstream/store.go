@@ -94,8 +94,11 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 	}
 	seq, err := s.appendEvents(ctx, a, expected)
 	if err != nil {
-		if a.Claim != nil && claimed > 0 {
-			// Give the name back; if this fails too, the lease expires.
+		// Give the name back when the server refused the events. When the
+		// answer was lost (a timeout, a broken connection) the events may be
+		// stored: the claim stays, and the lease check decides later from
+		// what the stream holds.
+		if a.Claim != nil && claimed > 0 && !domain.IsUnavailable(err) {
 			_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
 		}
 		return 0, err
