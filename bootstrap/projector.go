@@ -16,7 +16,9 @@ import (
 )
 
 // RunProjector runs the projector alone against an external NATS and MongoDB
-// until ctx ends: the process behind `cmd/projector`.
+// until ctx ends: the process behind `cmd/projector`. It projects into the
+// active read-model generation and follows the generations `projector
+// replay` activates (see generation.go).
 func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.NATSURL == "" {
 		return errors.New("NATS_URL: required to run the projector on its own")
@@ -41,15 +43,20 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("MONGO_URI: %w", err)
 	}
 	defer repo.Close(context.Background())
-	p, err := readmodel.NewProjector(repo, logger, time.Now)
+	meta, err := repo.Active(ctx, jetstream.ProjectorConsumer)
+	if err != nil {
+		return err
+	}
+	live := newLiveReadModel(repo.WithCollection(meta.Collection))
+	p, err := readmodel.NewProjector(live, logger, time.Now)
 	if err != nil {
 		return err
 	}
 	idx := readmodel.NewIndex()
-	if err := repo.Each(ctx, idx.Put); err != nil {
+	if err := live.repo().Each(ctx, idx.Put); err != nil {
 		return fmt.Errorf("load the projector's index: %w", err)
 	}
 	p.KeepIndex(idx)
-	logger.Info("projector running", "consumer", jetstream.ProjectorConsumer)
-	return jetstream.Consume(ctx, js, jetstream.ProjectorConsumer, ProjectorBatch, logger, p.Project)
+	logger.Info("projector running", "generation", meta.Generation, "collection", meta.Collection, "consumer", meta.Consumer)
+	return projectGenerations(ctx, js, repo, live, p, idx, meta, logger)
 }

@@ -23,8 +23,13 @@ import (
 	"github.com/connreg/registry/vault"
 )
 
-// ProjectorBatch is the largest batch the projector writes at once.
-const ProjectorBatch = 512
+// Batch sizes. The live projector favours latency: a batch of 128 new
+// documents takes FerretDB/SQLite a few tens of milliseconds, which bounds
+// the projection lag; a replay favours throughput.
+const (
+	ProjectorBatch = 128
+	ReplayBatch    = 512
+)
 
 // Service is the assembled registry.
 type Service struct {
@@ -36,10 +41,12 @@ type Service struct {
 	NATSURL   string
 	MongoURI  string
 
-	logger  *slog.Logger
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closers []func()
+	logger     *slog.Logger
+	live       *liveReadModel // the active generation's repository (generation.go)
+	generation mongo.Meta     // the generation active at start
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closers    []func()
 }
 
 // Sealer is what the service needs of a sealer.
@@ -74,6 +81,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if s.ReadModel, err = s.openReadModel(ctx, cfg); err != nil {
 		return nil, err
 	}
+	if err := s.openGeneration(ctx); err != nil {
+		return nil, err
+	}
 	sealer, err := s.openSealer(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -106,28 +116,31 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if err != nil {
 		return nil, err
 	}
-	if s.Projector, err = readmodel.NewProjector(s.ReadModel, logger, time.Now); err != nil {
+	if s.Projector, err = readmodel.NewProjector(s.live, logger, time.Now); err != nil {
 		return nil, err
 	}
 	var projection httpapi.Projection = s.Projector
-	var reader httpapi.Reader = s.ReadModel
+	var reader httpapi.Reader = s.live
 	if cfg.Projector {
 		// The projector of this process keeps an in-memory index for lists;
 		// it is loaded before the projector starts and kept by it after.
 		s.Index = readmodel.NewIndex()
 		start := time.Now()
 		loadCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := s.ReadModel.Each(loadCtx, s.Index.Put)
+		err := s.live.repo().Each(loadCtx, s.Index.Put)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("load the list index: %w", err)
 		}
 		logger.Info("list index loaded from the read model", "documents", s.Index.Len(), "durationMs", time.Since(start).Milliseconds())
 		s.Projector.KeepIndex(s.Index)
-		reader = indexedReader{index: s.Index, store: s.ReadModel}
+		reader = indexedReader{index: s.Index, store: s.live}
 		s.RunProjector(runCtx, js)
 	} else {
-		projection = jetstream.NewConsumerWatermark(js, jetstream.ProjectorConsumer)
+		wm := &generationWatermark{}
+		wm.cur.Store(jetstream.NewConsumerWatermark(js, s.generation.Consumer))
+		projection = wm
+		s.followGenerations(runCtx, js, wm)
 	}
 	api, err := httpapi.New(httpapi.Deps{
 		Create:     create,
@@ -147,12 +160,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	return s, nil
 }
 
-// RunProjector runs the read-model projector in the background until Close.
+// RunProjector runs the read-model projector in the background until Close,
+// on the active read-model generation, following the generations replay
+// activates (see generation.go).
 func (s *Service) RunProjector(ctx context.Context, js natsjs.JetStream) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := jetstream.Consume(ctx, js, jetstream.ProjectorConsumer, ProjectorBatch, s.logger, s.Projector.Project); err != nil {
+		if err := projectGenerations(ctx, js, s.ReadModel, s.live, s.Projector, s.Index, s.generation, s.logger); err != nil {
 			s.logger.Error("projector stopped", "error", err.Error())
 		}
 	}()
@@ -281,7 +296,7 @@ func (l levelFloor) WithGroup(name string) slog.Handler {
 // it too, falling back to the store for a document the index lacks.
 type indexedReader struct {
 	index *readmodel.Index
-	store *mongo.Repository
+	store *liveReadModel
 }
 
 func (r indexedReader) Get(ctx context.Context, id string) (*readmodel.Document, error) {

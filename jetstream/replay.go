@@ -32,11 +32,20 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 		return 0, fmt.Errorf("jetstream: consumer %s: %w", name, err)
 	}
 	batch := make([]readmodel.Message, 0, maxBatch)
+	backlog := true
 	for {
 		if err := ctx.Err(); err != nil {
 			return done, err
 		}
-		fetched, err := cons.FetchNoWait(maxBatch)
+		// With a backlog, wait for a full batch (a no-wait fetch returns
+		// only what the server has at hand, a fraction of one); at the
+		// tail, take what there is.
+		var fetched jetstream.MessageBatch
+		if backlog {
+			fetched, err = cons.Fetch(maxBatch, jetstream.FetchMaxWait(time.Second))
+		} else {
+			fetched, err = cons.FetchNoWait(maxBatch)
+		}
 		if err != nil {
 			return done, fmt.Errorf("jetstream: fetch from %s: %w", name, err)
 		}
@@ -69,6 +78,8 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 		if progress != nil && last != nil {
 			progress(done, info.NumPending)
 		}
+		logger.Debug("catch-up", "consumer", name, "fetched", len(batch), "pending", info.NumPending, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream)
+		backlog = info.NumPending >= uint64(maxBatch)
 		if info.NumPending == 0 && info.NumAckPending == 0 {
 			return done, nil
 		}

@@ -23,9 +23,7 @@ import (
 	"github.com/connreg/registry/devseal"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/events"
-	"github.com/connreg/registry/jetstream"
 	"github.com/connreg/registry/mongo"
-	"github.com/connreg/registry/readmodel"
 )
 
 // SeedResult is how the read model was filled up to the requested size.
@@ -206,18 +204,15 @@ type ReplayResult struct {
 	PerSecond float64 `json:"perSecond"`
 }
 
-const replayMethod = "no replay command yet: a fresh read-model database (mongo.Open, indexes included) and a new " +
-	"durable consumer (jetstream.Consume, batches of bootstrap.ProjectorBatch) feeding readmodel.NewProjector, " +
-	"timed from consumer creation until Projected() reaches the stream's newest event"
+const replayMethod = "bootstrap.Replay (what `projector replay` runs) into a fresh read-model database: new " +
+	"generation collection with its indexes, a new durable consumer read with jetstream.CatchUp (batches of " +
+	"bootstrap.ProjectorBatch, each acknowledged before the next fetch), readmodel.NewProjector keeping its own " +
+	"index (no store reads), then the guarded activation; timed from the call until it returns"
 
 // replay rebuilds the read model from the whole stream into a fresh
-// database, as a new projector deployment would, and times it.
+// database with the replay command's own function, and times it.
 func replay(ctx context.Context, st *stack, runID string) (ReplayResult, error) {
 	res := ReplayResult{Method: replayMethod}
-	target, err := st.lastEventSeq(ctx)
-	if err != nil {
-		return res, err
-	}
 	nc, err := nats.Connect(st.svc.NATSURL, nats.Name("connreg-bench-replay"))
 	if err != nil {
 		return res, err
@@ -229,45 +224,29 @@ func replay(ctx context.Context, st *stack, runID string) (ReplayResult, error) 
 	}
 	dbName := "connreg_replay_" + runID
 	consumer := "bench-replay-" + runID
-	defer func() {
-		_ = js.DeleteConsumer(context.Background(), events.StreamName, consumer)
-		_ = st.mongo.Database(dbName).Drop(context.Background())
-	}()
-
-	start := time.Now()
 	repo, err := mongo.Open(ctx, st.svc.MongoURI, dbName, time.Minute)
 	if err != nil {
 		return res, err
 	}
 	defer repo.Close(context.Background())
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	proj, err := readmodel.NewProjector(repo, quiet, time.Now)
-	if err != nil {
-		return res, err
-	}
-	var count, batches atomic.Int64
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- jetstream.Consume(rctx, js, consumer, bootstrap.ProjectorBatch, quiet,
-			func(ctx context.Context, batch []readmodel.Message) error {
-				if err := proj.Project(ctx, batch); err != nil {
-					return err
-				}
-				count.Add(int64(len(batch)))
-				batches.Add(1)
-				return nil
-			})
+	var out bootstrap.ReplayResult
+	defer func() {
+		if out.Consumer != "" {
+			_ = js.DeleteConsumer(context.Background(), events.StreamName, out.Consumer)
+		}
+		_ = st.mongo.Database(dbName).Drop(context.Background())
 	}()
-	wctx, wcancel := context.WithTimeout(ctx, 15*time.Minute)
-	err = proj.WaitFor(wctx, target)
-	wcancel()
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	var batches atomic.Int64
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err = bootstrap.Replay(rctx, js, repo, quiet, bootstrap.ReplayOptions{
+		Consumer: consumer,
+		Progress: func(bootstrap.ReplayProgress) { batches.Add(1) },
+	})
 	elapsed := time.Since(start)
-	cancel()
-	if cerr := <-done; cerr != nil && err == nil {
-		err = cerr
-	}
-	res.Events = count.Load()
+	res.Events = int64(out.Events)
 	res.Batches = batches.Load()
 	res.Seconds = round(elapsed.Seconds())
 	res.PerSecond = perSecond(res.Events, elapsed)

@@ -1,14 +1,26 @@
 // Command projector builds the MongoDB read model from the event stream, on
 // its own, against NATS_URL and MONGO_URI (+ MONGO_DATABASE). Run it when the
 // API runs with PROJECTOR=off.
+//
+//	projector          run the live projector (follows replayed generations)
+//	projector replay   rebuild the read model from the first event into a new
+//	                   generation, then switch readers to it (resumable)
+//	projector verify   compare the read model with the fold of the stream;
+//	                   exit status 0 when they match, 1 otherwise
+//
+// See docs/operations.md.
 package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/connreg/registry/bootstrap"
 )
@@ -22,8 +34,101 @@ func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bootstrap.RunProjector(ctx, cfg, logger); err != nil {
-		logger.Error("projector failed", "error", err.Error())
-		os.Exit(1)
+	cmd := ""
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
 	}
+	switch cmd {
+	case "":
+		if err := bootstrap.RunProjector(ctx, cfg, logger); err != nil {
+			logger.Error("projector failed", "error", err.Error())
+			os.Exit(1)
+		}
+	case "replay":
+		os.Exit(replay(ctx, cfg, logger))
+	case "verify":
+		os.Exit(verify(ctx, cfg))
+	default:
+		fmt.Fprintf(os.Stderr, "usage: projector [replay|verify]\n")
+		os.Exit(2)
+	}
+}
+
+// isTerminal reports whether f is a character device (a terminal), where a
+// progress bar may redraw its line.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func replay(ctx context.Context, cfg bootstrap.Config, logger *slog.Logger) int {
+	show := progressPrinter(os.Stderr, isTerminal(os.Stderr))
+	res, err := bootstrap.ReplayFromConfig(ctx, cfg, logger, show)
+	show(bootstrap.ReplayProgress{}) // ends the bar's line
+	if err != nil {
+		logger.Error("replay failed", "error", err.Error())
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "generation %d active (collection %s, consumer %s); was %d. %d events in %s this run, resumed=%t\n",
+		res.Generation, res.Collection, res.Consumer, res.Previous, res.Events, res.Duration.Round(time.Millisecond), res.Resumed)
+	return 0
+}
+
+// progressPrinter draws a progress bar on a terminal, redrawn at most ten
+// times a second, and writes a plain line every five seconds otherwise. A
+// zero ReplayProgress ends the output.
+func progressPrinter(w io.Writer, tty bool) func(bootstrap.ReplayProgress) {
+	var last time.Time
+	drawn := false
+	return func(p bootstrap.ReplayProgress) {
+		if p == (bootstrap.ReplayProgress{}) {
+			if drawn && tty {
+				fmt.Fprintln(w)
+			}
+			return
+		}
+		every := 5 * time.Second
+		if tty {
+			every = 100 * time.Millisecond
+		}
+		if time.Since(last) < every && p.Done < p.Total {
+			return
+		}
+		last, drawn = time.Now(), true
+		left := "?"
+		if p.Rate > 0 {
+			left = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second)).Round(time.Second).String()
+		}
+		frac := 1.0
+		if p.Total > 0 {
+			frac = float64(p.Done) / float64(p.Total)
+		}
+		if !tty {
+			fmt.Fprintf(w, "replay generation %d: %d/%d events (%.1f%%), %.0f events/s, %s left\n",
+				p.Generation, p.Done, p.Total, 100*frac, p.Rate, left)
+			return
+		}
+		const width = 30
+		n := int(frac * width)
+		fmt.Fprintf(w, "\r[%s%s] %d/%d events  %.0f/s  %s left   ",
+			strings.Repeat("=", n), strings.Repeat(" ", width-n), p.Done, p.Total, p.Rate, left)
+	}
+}
+
+func verify(ctx context.Context, cfg bootstrap.Config) int {
+	res, err := bootstrap.VerifyFromConfig(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "verify failed: %v\n", err)
+		return 1
+	}
+	for _, d := range res.Differences {
+		fmt.Println(d.String())
+	}
+	fmt.Fprintf(os.Stderr, "generation %d (%s): %d documents compared with %d events folded through stream sequence %d "+
+		"(newest event %d); %d unapplied (parked), %d changed during the check and skipped; %d differences\n",
+		res.Generation, res.Collection, res.Documents, res.Events, res.Through, res.Newest, res.Unapplied, res.Later, len(res.Differences))
+	if len(res.Differences) > 0 {
+		return 1
+	}
+	return 0
 }
