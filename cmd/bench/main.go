@@ -229,7 +229,7 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 	if rep.Limits.Publish, err = rawPublish(ctx, st, runID, msgSize, o.LimitDuration); err != nil {
 		return nil, err
 	}
-	sample, err := st.svc.ReadModel.List(ctx, readModelFirst)
+	sample, err := st.readModelFirst(ctx)
 	if err != nil || len(sample.Items) == 0 {
 		return nil, fmt.Errorf("no read-model document to copy for the bulk-upsert limit: %v", err)
 	}

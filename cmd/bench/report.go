@@ -116,7 +116,7 @@ func readModelSize(ctx context.Context, st *stack) (int64, error) {
 	if st.svc.Index != nil {
 		return int64(st.svc.Index.Len()), nil
 	}
-	r, err := st.svc.ReadModel.List(ctx, readModelFirst)
+	r, err := st.readModelFirst(ctx)
 	return r.Total, err
 }
 

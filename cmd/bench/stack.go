@@ -218,3 +218,13 @@ func (s *stack) readModelGet(ctx context.Context, id string) (*readmodel.Documen
 	}
 	return s.svc.ReadModel.Get(ctx, id)
 }
+
+// readModelFirst lists one document where the API lists: from the index
+// when this process projects (the embedded store needs seconds to sort and
+// count 100,000 documents), from the store otherwise.
+func (s *stack) readModelFirst(ctx context.Context) (readmodel.ListResult, error) {
+	if s.svc.Index != nil {
+		return s.svc.Index.List(ctx, readModelFirst)
+	}
+	return s.svc.ReadModel.List(ctx, readModelFirst)
+}
