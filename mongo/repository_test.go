@@ -71,3 +71,19 @@ func TestManyGuardedReplacesInOneWrite(t *testing.T) {
 		t.Fatalf("stale guard: %v", err)
 	}
 }
+
+// TestNoDeadIndexesOnFerretDB: FerretDB cannot use secondary indexes but
+// pays for them on every insert, so none is created there.
+func TestNoDeadIndexesOnFerretDB(t *testing.T) {
+	repo := openRepo(t)
+	if err := repo.Write(context.Background(), []readmodel.Write{{Doc: &readmodel.Document{ID: "one", Version: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	names, err := repo.IndexNames(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || names[0] != "_id_" {
+		t.Fatalf("indexes on FerretDB: %v", names)
+	}
+}
