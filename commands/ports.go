@@ -23,9 +23,9 @@ type NameClaim struct {
 	ConfigName   string
 }
 
-// Append is one atomic write to the event store: the new events of one
-// aggregate, expected to follow ExpectedVersion, with the name it claims and
-// the name it releases. Either all of it is written or none.
+// Append is one write of one aggregate's new events, expected to follow
+// ExpectedVersion, with the name the aggregate claims (held before any event
+// is written) and the name it releases (freed after).
 type Append struct {
 	AggregateID     string
 	ExpectedVersion uint64
@@ -38,7 +38,8 @@ type Append struct {
 // the last event written; it fails with domain.ErrNameTaken when the claim is
 // held by another connection, domain.ErrConcurrentChange when the aggregate
 // moved past ExpectedVersion, and a *domain.UnavailableError when the store
-// cannot be reached (nothing is then written).
+// cannot be reached (no event is then written, unless only its answer was
+// lost; a claim written without its event is released by the store's lease).
 type EventStore interface {
 	Append(ctx context.Context, a Append) (uint64, error)
 }

@@ -33,8 +33,8 @@ type Result struct {
 }
 
 // UpdateHandler loads, patches and appends, retrying lost races when the
-// caller did not pin a version. A rename claims the new name and releases the
-// old one atomically with the event.
+// caller did not pin a version. A rename claims the new name before its event
+// and releases the old one after it.
 type UpdateHandler struct {
 	store   EventStore
 	history History
@@ -107,7 +107,7 @@ type DeleteConnection struct {
 	Origin  domain.Origin
 }
 
-// DeleteHandler records the deletion and releases the name atomically.
+// DeleteHandler records the deletion, then releases the name.
 type DeleteHandler struct {
 	store   EventStore
 	history History

@@ -43,8 +43,8 @@ type Connection struct {
 
 // Create registers a new connection from a validated spec and sealed
 // credentials, recording ConnectionCreatedV1. The id must be new; the
-// uniqueness of the config name is enforced by the event store, atomically
-// with the append.
+// uniqueness of the config name is enforced by the event store, which holds
+// the name's claim before it writes the event.
 //
 // idem, when not nil, records the Idempotency-Key the create came with.
 func Create(id string, spec Spec, creds Credentials, origin Origin, idem *Idempotency) (*Connection, error) {

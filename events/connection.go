@@ -24,8 +24,8 @@ type SSL struct {
 }
 
 // ConnectionCreatedV1 records that a connection was registered. It carries the
-// whole configuration; the config name is claimed for the organization in the
-// same atomic write.
+// whole configuration; the config name was claimed for the organization just
+// before it was written.
 type ConnectionCreatedV1 struct {
 	Organization string            `json:"organization"`
 	ConfigName   string            `json:"configName"`
