@@ -131,6 +131,7 @@ type switchTo struct {
 // keeps; it is replaced by the new generation's documents at a switch.
 func projectGenerations(ctx context.Context, js natsjs.JetStream, base *mongo.Repository, live *liveReadModel,
 	proj *readmodel.Projector, idx *readmodel.Index, meta mongo.Meta, logger *slog.Logger) error {
+	backoff := time.Second
 	for {
 		gctx, cancel := context.WithCancel(ctx)
 		next := make(chan switchTo, 1)
@@ -163,7 +164,18 @@ func projectGenerations(ctx context.Context, js natsjs.JetStream, base *mongo.Re
 			continue
 		default:
 		}
-		return err
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		// The consumer could not be created or read (NATS restarting, say):
+		// try again rather than leave the read model behind for good.
+		logger.Warn("projector consumer failed; retrying", "consumer", meta.Consumer, "error", err.Error(), "in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
