@@ -128,7 +128,7 @@ func (h *TestHandler) Handle(ctx context.Context, cmd TestConnection) (ProbeResu
 	case perr != nil:
 		return ProbeResult{}, perr
 	}
-	if err := h.record(ctx, cmd, res); err != nil {
+	if err := h.record(ctx, cmd, conn, res); err != nil {
 		return ProbeResult{}, err
 	}
 	return res, perr
@@ -154,24 +154,26 @@ func (h *TestHandler) target(ctx context.Context, conn *domain.Connection) (Prob
 	return t, nil
 }
 
-// record appends the outcome, reloading after a concurrent change: a test
-// result is a fact whatever else happened to the connection meanwhile.
-func (h *TestHandler) record(ctx context.Context, cmd TestConnection, res ProbeResult) error {
+// record appends the outcome to the connection as loaded for the test,
+// reloading after a concurrent change: a test result is a fact whatever else
+// happened to the connection meanwhile.
+func (h *TestHandler) record(ctx context.Context, cmd TestConnection, conn *domain.Connection, res ProbeResult) error {
 	for attempt := 0; ; attempt++ {
-		conn, err := load(ctx, h.History, cmd.ID, nil)
-		if err != nil {
-			return err
+		if attempt > 0 {
+			var err error
+			if conn, err = load(ctx, h.History, cmd.ID, nil); err != nil {
+				return err
+			}
 		}
 		origin := cmd.Origin
 		origin.At = h.Now()
 		if err := conn.RecordTest(res.Status, res.Reason, res.Latency.Milliseconds(), origin); err != nil {
 			return err
 		}
-		_, err = h.Store.Append(ctx, Append{AggregateID: cmd.ID, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
-		if errors.Is(err, domain.ErrConcurrentChange) && attempt < MaxConflictRetries {
-			continue
+		_, err := h.Store.Append(ctx, Append{AggregateID: cmd.ID, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
+		if retry, err := afterConflict(err, nil, attempt); !retry {
+			return err
 		}
-		return err
 	}
 }
 

@@ -87,13 +87,9 @@ func (h *UpdateHandler) Handle(ctx context.Context, cmd UpdateConnection) (Resul
 			a.Release = &NameClaim{Organization: conn.Organization(), ConfigName: before}
 		}
 		seq, err := h.store.Append(ctx, a)
-		if errors.Is(err, domain.ErrConcurrentChange) && cmd.IfMatch == nil && attempt < MaxConflictRetries {
+		if retry, err := afterConflict(err, cmd.IfMatch, attempt); retry {
 			continue
-		}
-		if errors.Is(err, domain.ErrConcurrentChange) && cmd.IfMatch != nil {
-			return Result{}, domain.ErrVersionMismatch
-		}
-		if err != nil {
+		} else if err != nil {
 			return Result{}, err
 		}
 		return Result{Connection: conn, Sequence: seq, Changed: true}, nil
@@ -141,17 +137,28 @@ func (h *DeleteHandler) Handle(ctx context.Context, cmd DeleteConnection) (Resul
 			Events:          stamp(conn, h.newID),
 			Release:         &NameClaim{Organization: conn.Organization(), ConfigName: conn.Spec().ConfigName},
 		})
-		if errors.Is(err, domain.ErrConcurrentChange) && cmd.IfMatch == nil && attempt < MaxConflictRetries {
+		if retry, err := afterConflict(err, cmd.IfMatch, attempt); retry {
 			continue
-		}
-		if errors.Is(err, domain.ErrConcurrentChange) && cmd.IfMatch != nil {
-			return Result{}, domain.ErrVersionMismatch
-		}
-		if err != nil {
+		} else if err != nil {
 			return Result{}, err
 		}
 		return Result{Connection: conn, Sequence: seq, Changed: true}, nil
 	}
+}
+
+// afterConflict says what a failed append means for a command: with a pinned
+// version (If-Match) a concurrent change is a stale version; without one it
+// is retried from a fresh load while attempts are left.
+func afterConflict(err error, ifMatch *uint64, attempt int) (retry bool, _ error) {
+	if errors.Is(err, domain.ErrConcurrentChange) {
+		if ifMatch != nil {
+			return false, domain.ErrVersionMismatch
+		}
+		if attempt < MaxConflictRetries {
+			return true, nil
+		}
+	}
+	return false, err
 }
 
 // load folds a live connection and checks the caller's expected version.
