@@ -235,10 +235,9 @@ func (h *ResealHandler) resealOne(ctx context.Context, id string, latest int, or
 			return ResealCurrent, nil
 		}
 		_, err = h.Store.Append(ctx, Append{AggregateID: id, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
-		if errors.Is(err, domain.ErrConcurrentChange) && attempt < MaxConflictRetries {
+		if retry, err := afterConflict(err, nil, attempt); retry {
 			continue
-		}
-		if err != nil {
+		} else if err != nil {
 			return ResealFailed, fmt.Errorf("append reseal of %s: %w", id, err)
 		}
 		return ResealResealed, nil
