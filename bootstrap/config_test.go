@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/connreg/registry/bootstrap"
-	"github.com/connreg/registry/devstack"
 )
 
 func TestConfigurationErrorsNameTheVariable(t *testing.T) {
@@ -36,16 +35,8 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestProductionRefusesTheDevelopmentSealer(t *testing.T) {
-	n, err := devstack.StartNATS(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Shutdown)
-	m, err := devstack.StartMongo(t.TempDir(), "", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Shutdown)
+	n := externalNATS(t)
+	m := externalMongo(t)
 	env := map[string]string{"ENV": "production", "NATS_URL": n.URL(), "MONGO_URI": m.URI(), "DATA_DIR": t.TempDir()}
 	cfg, err := bootstrap.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/bootstrap"
+	"github.com/connreg/registry/devstack"
 	"github.com/connreg/registry/events"
 )
 
@@ -216,3 +217,27 @@ func runProjector(ctx context.Context, cfg bootstrap.Config) error {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// externalNATS starts a nats-server of the test's own, as an operator's
+// NATS_URL would point to; it stops with the test (or earlier, by Shutdown).
+func externalNATS(t *testing.T) *devstack.NATS {
+	t.Helper()
+	n, err := devstack.StartNATS(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Shutdown)
+	return n
+}
+
+// externalMongo starts a FerretDB of the test's own, as an operator's
+// MONGO_URI would point to; it stops with the test (or earlier, by Shutdown).
+func externalMongo(t *testing.T) *devstack.Mongo {
+	t.Helper()
+	m, err := devstack.StartMongo(t.TempDir(), "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Shutdown)
+	return m
+}

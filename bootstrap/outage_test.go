@@ -1,8 +1,6 @@
 package bootstrap_test
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -50,10 +48,7 @@ func TestEventStoreDownGives503AndWritesNothing(t *testing.T) {
 }
 
 func TestReadModelDownStillServesByIDFromTheStream(t *testing.T) {
-	m, err := devstack.StartMongo(t.TempDir(), "", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := externalMongo(t)
 	h := startService(t, t.TempDir(), map[string]string{"MONGO_URI": m.URI(), "STORE_TIMEOUT": "1s"})
 	res := h.create(validBody("resilient-db"))
 	if res.status != http.StatusCreated {
@@ -80,16 +75,8 @@ func TestReadModelDownStillServesByIDFromTheStream(t *testing.T) {
 }
 
 func TestProjectorInItsOwnProcessServesListsAfterWrites(t *testing.T) {
-	n, err := devstack.StartNATS(t.TempDir(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Shutdown)
-	m, err := devstack.StartMongo(t.TempDir(), "", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Shutdown)
+	n := externalNATS(t)
+	m := externalMongo(t)
 	env := map[string]string{"NATS_URL": n.URL(), "MONGO_URI": m.URI(), "PROJECTOR": "off"}
 	h := startService(t, t.TempDir(), env)
 	ctx, cancel := testContext(t)
