@@ -30,7 +30,7 @@ func StartMariaDB(ca *CA) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := tempDir("ctmy")
+	dir, data, err := a.dataDirs("ctmy")
 	if err != nil {
 		return nil, err
 	}
@@ -42,13 +42,6 @@ func StartMariaDB(ca *CA) (*Server, error) {
 			s.Close()
 		}
 	}()
-	data := filepath.Join(dir, "data")
-	if err := os.Mkdir(data, 0o700); err != nil {
-		return nil, err
-	}
-	if err := a.chown(dir, data); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	// The install script runs as the caller; mariadbd drops to --user itself.

@@ -28,7 +28,7 @@ func StartPostgres(ca *CA) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := tempDir("ctpg")
+	dir, data, err := a.dataDirs("ctpg")
 	if err != nil {
 		return nil, err
 	}
@@ -40,13 +40,6 @@ func StartPostgres(ca *CA) (*Server, error) {
 			s.Close()
 		}
 	}()
-	data := filepath.Join(dir, "data")
-	if err := os.Mkdir(data, 0o700); err != nil {
-		return nil, err
-	}
-	if err := a.chown(dir, data); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := a.run(ctx, dir, filepath.Join(PostgresBin, "initdb"), "-D", data, "-U", "postgres",

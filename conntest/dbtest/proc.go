@@ -155,6 +155,23 @@ func tempDir(prefix string) (string, error) {
 	return d, nil
 }
 
+// dataDirs makes a server's directory and its data folder inside, owned by
+// the account; it removes what it made when it fails.
+func (a account) dataDirs(prefix string) (dir, data string, err error) {
+	if dir, err = tempDir(prefix); err != nil {
+		return "", "", err
+	}
+	data = filepath.Join(dir, "data")
+	if err = os.Mkdir(data, 0o700); err == nil {
+		err = a.chown(dir, data)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", "", err
+	}
+	return dir, data, nil
+}
+
 // start launches the server process with its output in a log file.
 func (s *Server) start(a account, name string, args ...string) error {
 	f, err := os.Create(s.log)
