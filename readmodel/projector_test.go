@@ -11,9 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/connreg/registry/devstack"
 	"github.com/connreg/registry/events"
-	"github.com/connreg/registry/mongo"
+	"github.com/connreg/registry/internal/devstack"
+	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -75,7 +75,7 @@ func TestProjectorIsIdempotentAndParksWhatItCannotApply(t *testing.T) {
 	t.Cleanup(m.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	repo, err := mongo.Open(ctx, m.URI(), "test", 5*time.Second)
+	repo, err := mongostore.Open(ctx, m.URI(), "test", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build-vault.sh builds bin/vault (HashiCorp Vault, for tests and local
-# development only) from tools/vault, and only when the binary is missing or
-# tools/vault/{go.mod,go.sum,main.go} changed since the last build: the build
+# development only) from scripts/vault, and only when the binary is missing or
+# scripts/vault/{go.mod,go.sum,main.go} changed since the last build: the build
 # takes 10+ minutes on a small machine, so a CI runner pays it once.
 #
 # A stamp (sha256 of those files) is kept next to the binary in bin/vault.stamp.
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-src="$root/tools/vault"
+src="$root/scripts/vault"
 bindir="$root/bin"
 out="$bindir/vault"
 stamp="$out.stamp"

@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/connreg/registry/bootstrap"
 	"github.com/connreg/registry/commands"
+	"github.com/connreg/registry/internal/bootstrap"
 )
 
 func main() {

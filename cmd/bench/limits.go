@@ -14,16 +14,16 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/connreg/registry/commands"
-	"github.com/connreg/registry/devseal"
+	"github.com/connreg/registry/internal/sealer/devseal"
+	"github.com/connreg/registry/internal/sealer/vault"
 	"github.com/connreg/registry/readmodel"
-	"github.com/connreg/registry/vault"
 )
 
 // Limits are the machine's ceilings for each part of the path, measured in
@@ -96,9 +96,9 @@ func hammerMin(ctx context.Context, conc int, d time.Duration, minOps int64, op 
 func rawPublish(ctx context.Context, st *stack, runID string, size int, d time.Duration) ([]RateResult, error) {
 	name := "BENCH_RAW_" + runID
 	subject := "benchraw." + runID
-	if _, err := st.js.CreateStream(ctx, natsjs.StreamConfig{
-		Name: name, Subjects: []string{subject + ".>"}, Storage: natsjs.FileStorage,
-		Retention: natsjs.LimitsPolicy, Discard: natsjs.DiscardOld, Duplicates: 2 * time.Minute,
+	if _, err := st.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Subjects: []string{subject + ".>"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld, Duplicates: 2 * time.Minute,
 		AllowAtomicPublish: true, AllowDirect: true,
 	}); err != nil {
 		return nil, fmt.Errorf("raw publish stream: %w", err)
@@ -164,11 +164,11 @@ func rawBulkUpsert(ctx context.Context, st *stack, runID string, sample *readmod
 	defer func() { _ = db.Drop(context.Background()) }()
 	coll := db.Collection("scratch")
 	r := hammerMin(ctx, 1, d, 3, func(ctx context.Context, _ int, i int64) (int, error) {
-		models := make([]mongodrv.WriteModel, 0, bulkUpsertBatch)
+		models := make([]mongo.WriteModel, 0, bulkUpsertBatch)
 		for j := range bulkUpsertBatch {
 			doc := *sample
 			doc.ID = fmt.Sprintf("%s-%d-%d", runID, i, j)
-			models = append(models, mongodrv.NewReplaceOneModel().
+			models = append(models, mongo.NewReplaceOneModel().
 				SetFilter(bson.D{{Key: "_id", Value: doc.ID}}).SetReplacement(&doc).SetUpsert(true))
 		}
 		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
@@ -180,11 +180,11 @@ func rawBulkUpsert(ctx context.Context, st *stack, runID string, sample *readmod
 	r.Name = fmt.Sprintf("BulkWrite %d ReplaceOne upserts (new ids)", bulkUpsertBatch)
 	r.BatchSize = bulkUpsertBatch
 	ins := hammerMin(ctx, 1, d, 3, func(ctx context.Context, _ int, i int64) (int, error) {
-		models := make([]mongodrv.WriteModel, 0, bulkUpsertBatch)
+		models := make([]mongo.WriteModel, 0, bulkUpsertBatch)
 		for j := range bulkUpsertBatch {
 			doc := *sample
 			doc.ID = fmt.Sprintf("%s-ins-%d-%d", runID, i, j)
-			models = append(models, mongodrv.NewInsertOneModel().SetDocument(&doc))
+			models = append(models, mongo.NewInsertOneModel().SetDocument(&doc))
 		}
 		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 		if err != nil {

@@ -16,14 +16,14 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/connreg/registry/bootstrap"
 	"github.com/connreg/registry/commands"
-	"github.com/connreg/registry/devseal"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/events"
-	"github.com/connreg/registry/mongo"
+	"github.com/connreg/registry/internal/bootstrap"
+	"github.com/connreg/registry/internal/mongostore"
+	"github.com/connreg/registry/internal/sealer/devseal"
 )
 
 // SeedResult is how the read model was filled up to the requested size.
@@ -218,13 +218,13 @@ func replay(ctx context.Context, st *stack, runID string) (ReplayResult, error) 
 		return res, err
 	}
 	defer nc.Close()
-	js, err := natsjs.New(nc)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return res, err
 	}
 	dbName := "connreg_replay_" + runID
 	consumer := "bench-replay-" + runID
-	repo, err := mongo.Open(ctx, st.svc.MongoURI, dbName, time.Minute)
+	repo, err := mongostore.Open(ctx, st.svc.MongoURI, dbName, time.Minute)
 	if err != nil {
 		return res, err
 	}

@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/events"
-	"github.com/connreg/registry/jetstream"
+	"github.com/connreg/registry/internal/eventstore"
 )
 
 // seedStore is a commands.EventStore for seeding only: it writes the same
-// messages as jetstream.Store.Append (the name claim, then the event, with
+// messages as eventstore.Store.Append (the name claim, then the event, with
 // the same subjects, bodies and headers) but as two plain asynchronous
 // publishes instead of an atomic batch, and without reading the name's
 // current claim. The stream ends up holding what the real path writes; the
@@ -23,11 +23,11 @@ import (
 // ~20 ms and is serialized (see the "atomic batch" limit): 100,000 real
 // appends would take over half an hour.
 type seedStore struct {
-	js natsjs.JetStream
+	js jetstream.JetStream
 }
 
 func (s seedStore) Append(ctx context.Context, a commands.Append) (uint64, error) {
-	var futures []natsjs.PubAckFuture
+	var futures []jetstream.PubAckFuture
 	if a.Claim != nil {
 		body, err := json.Marshal(map[string]string{"state": "claimed", "connectionId": a.AggregateID, "configName": a.Claim.ConfigName})
 		if err != nil {
@@ -35,7 +35,7 @@ func (s seedStore) Append(ctx context.Context, a commands.Append) (uint64, error
 		}
 		m := nats.NewMsg(events.NameSubject(a.Claim.Organization, a.Claim.ConfigName))
 		m.Data = body
-		m.Header.Set(natsjs.MsgIDHeader, a.Events[0].EventID+".claimed")
+		m.Header.Set(jetstream.MsgIDHeader, a.Events[0].EventID+".claimed")
 		f, err := s.js.PublishMsgAsync(m)
 		if err != nil {
 			return 0, err
@@ -43,7 +43,7 @@ func (s seedStore) Append(ctx context.Context, a commands.Append) (uint64, error
 		futures = append(futures, f)
 	}
 	for _, e := range a.Events {
-		m, err := jetstream.EventMessage(e)
+		m, err := eventstore.EventMessage(e)
 		if err != nil {
 			return 0, err
 		}

@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
-	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/connreg/registry/bootstrap"
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/bootstrap"
 )
 
 // stack is the service under test, served on a real loopback socket, plus
@@ -34,9 +34,9 @@ type stack struct {
 	logPath string
 
 	nc     *nats.Conn
-	js     natsjs.JetStream
-	stream natsjs.Stream
-	mongo  *mongodrv.Client
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	mongo  *mongo.Client
 }
 
 // startStack boots the service exactly as cmd/api does (bootstrap.Start),
@@ -92,7 +92,7 @@ func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
 		s.close()
 		return nil, err
 	}
-	if s.js, err = natsjs.New(s.nc); err != nil {
+	if s.js, err = jetstream.New(s.nc); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
 		s.close()
 		return nil, err
 	}
-	if s.mongo, err = mongodrv.Connect(options.Client().ApplyURI(s.svc.MongoURI).SetTimeout(time.Minute)); err != nil {
+	if s.mongo, err = mongo.Connect(options.Client().ApplyURI(s.svc.MongoURI).SetTimeout(time.Minute)); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (s *stack) close() {
 // a projector has to reach to reflect everything written so far.
 func (s *stack) lastEventSeq(ctx context.Context) (uint64, error) {
 	m, err := s.stream.GetLastMsgForSubject(ctx, events.EventSubjectFilter)
-	if errors.Is(err, natsjs.ErrMsgNotFound) {
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
 	if err != nil {
@@ -139,7 +139,7 @@ func (s *stack) lastEventSeq(ctx context.Context) (uint64, error) {
 
 // sampleEvent is the newest stored connection event, as stored: the size
 // the raw publish limit uses.
-func (s *stack) sampleEvent(ctx context.Context) (*natsjs.RawStreamMsg, error) {
+func (s *stack) sampleEvent(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 	return s.stream.GetLastMsgForSubject(ctx, events.EventSubjectFilter)
 }
 

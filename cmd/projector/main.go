@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/connreg/registry/bootstrap"
+	"github.com/connreg/registry/internal/bootstrap"
 )
 
 func main() {

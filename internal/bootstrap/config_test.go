@@ -1,0 +1,53 @@
+package bootstrap_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/connreg/registry/internal/bootstrap"
+)
+
+func TestConfigurationErrorsNameTheVariable(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"ENV": "staging"}, "ENV"},
+		{map[string]string{"NATS_URL": "http://x"}, "NATS_URL"},
+		{map[string]string{"MONGO_URI": "postgres://x"}, "MONGO_URI"},
+		{map[string]string{"PROJECTOR": "sometimes"}, "PROJECTOR"},
+		{map[string]string{"STORE_TIMEOUT": "soon"}, "STORE_TIMEOUT"},
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{map[string]string{"ENV": "production"}, "NATS_URL"},
+	} {
+		_, err := bootstrap.ConfigFromEnv(func(k string) string { return tt.env[k] })
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v does not name %s", tt.env, err, tt.want)
+		}
+	}
+	cfg, err := bootstrap.ConfigFromEnv(func(string) string { return "" })
+	if err != nil || cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || !cfg.Projector || cfg.Env != "development" {
+		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+}
+
+func TestProductionRefusesTheDevelopmentSealer(t *testing.T) {
+	n := externalNATS(t)
+	m := externalMongo(t)
+	env := map[string]string{"ENV": "production", "NATS_URL": n.URL(), "MONGO_URI": m.URI(), "DATA_DIR": t.TempDir()}
+	cfg, err := bootstrap.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := bootstrap.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		svc.Close()
+		t.Fatal("the service started in production with the development sealer")
+	}
+	if !strings.Contains(err.Error(), "VAULT_ADDR") {
+		t.Fatalf("the error does not name VAULT_ADDR: %v", err)
+	}
+}

@@ -1,0 +1,311 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connreg/registry/commands"
+	"github.com/connreg/registry/internal/devstack"
+	"github.com/connreg/registry/internal/eventstore"
+	"github.com/connreg/registry/internal/httpapi"
+	"github.com/connreg/registry/internal/mongostore"
+	"github.com/connreg/registry/internal/sealer/devseal"
+	"github.com/connreg/registry/internal/sealer/vault"
+	"github.com/connreg/registry/readmodel"
+)
+
+// Batch sizes. The live projector favours latency: a batch of 128 new
+// documents takes FerretDB/SQLite a few tens of milliseconds, which bounds
+// the projection lag; a replay favours throughput.
+const (
+	ProjectorBatch = 128
+	ReplayBatch    = 512
+)
+
+// Service is the assembled registry.
+type Service struct {
+	Handler   http.Handler
+	Store     *eventstore.Store
+	ReadModel *mongostore.Repository
+	Projector *readmodel.Projector
+	Index     *readmodel.Index // nil when the projector runs in another process
+	NATSURL   string
+	MongoURI  string
+
+	logger     *slog.Logger
+	live       *liveReadModel  // the active generation's repository (generation.go)
+	generation mongostore.Meta // the generation active at start
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closers    []func()
+}
+
+// Sealer is what the service needs of a sealer.
+type Sealer interface {
+	commands.Sealer
+	commands.Unsealer
+}
+
+// Start builds the service. On error it releases whatever it had started.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, err error) {
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &Service{logger: logger, cancel: cancel}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	js, nc, err := s.connectNATS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := eventstore.EnsureStream(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("event stream ready: append-only (delete and purge denied), file storage, no age limit",
+		"stream", stream.CachedInfo().Config.Name)
+	if s.Store, err = eventstore.NewStore(nc, stream, cfg.Timeout); err != nil {
+		return nil, err
+	}
+	if s.ReadModel, err = s.openReadModel(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := s.openGeneration(ctx); err != nil {
+		return nil, err
+	}
+	sealer, err := s.openSealer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	create, err := commands.NewCreateHandler(commands.CreateDeps{
+		Store: s.Store, History: s.Store, Sealer: sealer, NewID: newID, KeyedID: keyedID, Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	update, err := commands.NewUpdateHandler(s.Store, s.Store, sealer, newID, now)
+	if err != nil {
+		return nil, err
+	}
+	remove, err := commands.NewDeleteHandler(s.Store, s.Store, newID, now)
+	if err != nil {
+		return nil, err
+	}
+	probe, err := newProber(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	limiter, err := rateLimiter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	test, err := commands.NewTestHandler(commands.TestDeps{
+		Store: s.Store, History: s.Store, Unsealer: sealer, Prober: probe, Limiter: limiter, NewID: newID, Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.Projector, err = readmodel.NewProjector(s.live, logger, time.Now); err != nil {
+		return nil, err
+	}
+	var projection httpapi.Projection = s.Projector
+	var reader httpapi.Reader = s.live
+	if cfg.Projector {
+		// The projector of this process keeps an in-memory index for lists;
+		// it is loaded before the projector starts and kept by it after.
+		s.Index = readmodel.NewIndex()
+		start := time.Now()
+		loadCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		err := s.live.repo().Each(loadCtx, s.Index.Put)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("load the list index: %w", err)
+		}
+		logger.Info("list index loaded from the read model", "documents", s.Index.Len(), "durationMs", time.Since(start).Milliseconds())
+		s.Projector.KeepIndex(s.Index)
+		reader = indexedReader{index: s.Index, store: s.live}
+		s.RunProjector(runCtx, js)
+	} else {
+		wm := &generationWatermark{}
+		wm.cur.Store(eventstore.NewConsumerWatermark(js, s.generation.Consumer))
+		projection = wm
+		s.followGenerations(runCtx, js, wm)
+	}
+	api, err := httpapi.New(httpapi.Deps{
+		Create:     create,
+		Update:     update,
+		Delete:     remove,
+		Test:       test,
+		Prober:     probe,
+		Reader:     reader,
+		History:    s.Store,
+		Projection: projection,
+		Logger:     logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Handler = api.Handler()
+	return s, nil
+}
+
+// RunProjector runs the read-model projector in the background until Close,
+// on the active read-model generation, following the generations replay
+// activates (see generation.go).
+func (s *Service) RunProjector(ctx context.Context, js jetstream.JetStream) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := projectGenerations(ctx, js, s.ReadModel, s.live, s.Projector, s.Index, s.generation, s.logger); err != nil {
+			s.logger.Error("projector stopped", "error", err.Error())
+		}
+	}()
+}
+
+func (s *Service) connectNATS(cfg Config) (jetstream.JetStream, *nats.Conn, error) {
+	url := cfg.NATSURL
+	if url == "" {
+		n, err := devstack.StartNATS(filepath.Join(cfg.DataDir, "nats"), 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		s.closers = append(s.closers, n.Shutdown)
+		url = n.URL()
+		s.logger.Info("embedded nats-server with JetStream started", "url", url, "dir", filepath.Join(cfg.DataDir, "nats"))
+	}
+	s.NATSURL = url
+	nc, err := nats.Connect(url, nats.Name("connreg"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", url, err)
+	}
+	s.closers = append(s.closers, nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return js, nc, nil
+}
+
+func (s *Service) openReadModel(ctx context.Context, cfg Config) (*mongostore.Repository, error) {
+	uri := cfg.MongoURI
+	if uri == "" {
+		dir := filepath.Join(cfg.DataDir, "readmodel")
+		// FerretDB logs whole wire messages at warning level; keep its errors only.
+		quiet := slog.New(s.logger.Handler()).With("component", "ferretdb")
+		m, err := devstack.StartMongo(dir, "", slog.New(levelFloor{quiet.Handler(), slog.LevelError}))
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, m.Shutdown)
+		uri = m.URI()
+		s.logger.Info("embedded FerretDB (SQLite) started for the read model", "uri", uri, "dir", dir)
+	}
+	s.MongoURI = uri
+	repo, err := mongostore.Open(ctx, uri, cfg.MongoDatabase, cfg.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("MONGO_URI: %w", err)
+	}
+	s.closers = append(s.closers, func() { _ = repo.Close(context.Background()) })
+	return repo, nil
+}
+
+func (s *Service) openSealer(ctx context.Context, cfg Config) (Sealer, error) {
+	if cfg.VaultAddr != "" {
+		vcfg, err := vault.ConfigFromEnv(cfg.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		v, err := vault.New(ctx, vcfg, s.logger.With("component", "vault"))
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func() { _ = v.Close() })
+		return v, nil
+	}
+	if err := devseal.Allowed(cfg.Env); err != nil {
+		return nil, fmt.Errorf("VAULT_ADDR: required when ENV=production (the development sealer is refused): %w", err)
+	}
+	d, err := devseal.New(filepath.Join(cfg.DataDir, "sealer"))
+	if err != nil {
+		return nil, err
+	}
+	s.logger.Warn("DEVELOPMENT SEALER IN USE: credentials are sealed with a local key file, not Vault. " +
+		"Set VAULT_ADDR to seal through Vault transit; ENV=production refuses this sealer.")
+	return d, nil
+}
+
+// Close stops the projector, disconnects and stops the embedded servers, in
+// the reverse order of their start.
+func (s *Service) Close() {
+	s.cancel()
+	s.wg.Wait()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// now is the service clock: UTC, to the millisecond, the precision the read
+// model keeps, so that a connection reads the same from every source.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// idempotencyNamespace scopes the ids derived from Idempotency-Keys.
+var idempotencyNamespace = uuid.MustParse("6f1c2f3e-5d1a-4c8e-9b7a-2e4d8c9f0a11")
+
+// keyedID derives a connection id from an idempotency scope (UUID v5).
+func keyedID(scope string) string { return uuid.NewSHA1(idempotencyNamespace, []byte(scope)).String() }
+
+func newID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// levelFloor drops records below a level, whatever the wrapped handler allows.
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (l levelFloor) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= l.min && l.Handler.Enabled(ctx, level)
+}
+
+func (l levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return levelFloor{l.Handler.WithAttrs(attrs), l.min}
+}
+
+func (l levelFloor) WithGroup(name string) slog.Handler {
+	return levelFloor{l.Handler.WithGroup(name), l.min}
+}
+
+// indexedReader answers lists from the in-memory index and single reads from
+// it too, falling back to the store for a document the index lacks.
+type indexedReader struct {
+	index *readmodel.Index
+	store *liveReadModel
+}
+
+func (r indexedReader) Get(ctx context.Context, id string) (*readmodel.Document, error) {
+	if d, err := r.index.Get(ctx, id); err == nil {
+		return d, nil
+	}
+	return r.store.Get(ctx, id)
+}
+
+func (r indexedReader) List(ctx context.Context, q readmodel.ListQuery) (readmodel.ListResult, error) {
+	return r.index.List(ctx, q)
+}

@@ -1,0 +1,294 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connreg/registry/commands"
+	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/devstack"
+	"github.com/connreg/registry/readmodel"
+)
+
+type fixture struct {
+	url    string
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	store  *Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv, err := devstack.StartNATS(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := EnsureStream(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewStore(nc, stream, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{url: srv.URL(), nc: nc, js: js, stream: stream, store: store}
+}
+
+func createdEvent(id, name string) events.Event {
+	return events.Event{
+		Metadata: events.Metadata{EventID: uuid.NewString(), AggregateID: id, AggregateVersion: 1, OccurredAt: time.Now(), Actor: "test"},
+		Payload: &events.ConnectionCreatedV1{Organization: "default", ConfigName: name, Type: "POSTGRESQL",
+			Password: events.SealedSecret{Scheme: "dev", KeyName: "k", Ciphertext: "devseal:v1:x"}},
+	}
+}
+
+func createAppend(id, name string) commands.Append {
+	return commands.Append{
+		AggregateID: id,
+		Events:      []events.Event{createdEvent(id, name)},
+		Claim:       &commands.NameClaim{Organization: "default", ConfigName: name},
+	}
+}
+
+func (f *fixture) count(t *testing.T, filter string) uint64 {
+	t.Helper()
+	info, err := f.stream.Info(t.Context(), jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
+}
+
+func TestStreamIsAppendOnly(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "a-db")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.stream.CachedInfo().Config
+	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.MaxAge != 0 || cfg.Storage != jetstream.FileStorage || cfg.Duplicates == 0 {
+		t.Fatalf("stream config %+v", cfg)
+	}
+	if err := f.stream.Purge(t.Context()); err == nil {
+		t.Error("purge succeeded on the system of record")
+	}
+	if err := f.stream.DeleteMsg(t.Context(), 1); err == nil {
+		t.Error("deleting a message succeeded on the system of record")
+	}
+}
+
+func TestAppendClaimsTheNameAtomically(t *testing.T) {
+	f := newFixture(t)
+	first := uuid.NewString()
+	seq, err := f.store.Append(t.Context(), createAppend(first, "Orders"))
+	if err != nil || seq != 2 {
+		t.Fatalf("seq %d err %v", seq, err)
+	}
+	_, err = f.store.Append(t.Context(), createAppend(uuid.NewString(), "orders"))
+	if !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("second claim: %v", err)
+	}
+	if n := f.count(t, events.EventSubjectFilter); n != 1 {
+		t.Fatalf("%d events", n)
+	}
+	history, last, err := f.store.Load(t.Context(), first)
+	if err != nil || len(history) != 1 || last != 2 || history[0].AggregateID != first {
+		t.Fatalf("load: %v %d %v", history, last, err)
+	}
+	if _, _, err := f.store.Load(t.Context(), uuid.NewString()); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("load of unknown: %v", err)
+	}
+}
+
+func TestConcurrentClaimsOfOneNameLetOneWin(t *testing.T) {
+	f := newFixture(t)
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = f.store.Append(context.Background(), createAppend(uuid.NewString(), "hot-name"))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, domain.ErrNameTaken):
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if won != 1 || f.count(t, events.EventSubjectFilter) != 1 || f.count(t, events.NameSubjectFilter) != 1 {
+		t.Fatalf("%d won; %d events; %d claims", won, f.count(t, events.EventSubjectFilter), f.count(t, events.NameSubjectFilter))
+	}
+}
+
+// TestCrashBetweenClaimAndEvent injects the crash between the two writes of
+// a create: a writer claims the name and dies before its event. The name is
+// held for the grace period only (a slow writer may still be on its way),
+// then another connection takes it over; no connection ever exists without
+// its claim, and the dead writer's connection does not exist at all.
+func TestCrashBetweenClaimAndEvent(t *testing.T) {
+	f := newFixture(t)
+	f.store.ClaimGrace = 300 * time.Millisecond
+	crashed := uuid.NewString()
+	name := commands.NameClaim{Organization: "default", ConfigName: "fragile-db"}
+	if _, err := f.store.claim(t.Context(), name, crashed); err != nil {
+		t.Fatal(err)
+	}
+	// ... the writer dies here, before appending its event.
+
+	other := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(other, "FRAGILE-db")); !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("within the grace period the claim must hold: %v", err)
+	}
+	time.Sleep(f.store.ClaimGrace)
+	if _, err := f.store.Append(t.Context(), createAppend(other, "FRAGILE-db")); err != nil {
+		t.Fatalf("the name stayed blocked after the crash: %v", err)
+	}
+	if _, _, err := f.store.Load(t.Context(), crashed); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("the crashed connection exists: %v", err)
+	}
+	holder, _, err := f.store.nameHolder(t.Context(), name)
+	if err != nil || holder != other {
+		t.Fatalf("the name is held by %q (%v), want %s", holder, err, other)
+	}
+	// A live holder is never dispossessed, however old its claim.
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "fragile-db")); !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("a live holder lost its name: %v", err)
+	}
+}
+
+// TestCrashBetweenRenameAndRelease: a rename stored its event but died
+// before releasing the old name; once the grace period is over the old name
+// is recognised as unused and can be taken.
+func TestCrashBetweenRenameAndRelease(t *testing.T) {
+	f := newFixture(t)
+	f.store.ClaimGrace = 300 * time.Millisecond
+	id := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(id, "before")); err != nil {
+		t.Fatal(err)
+	}
+	renamed := "after"
+	rename := events.Event{
+		Metadata: events.Metadata{EventID: uuid.NewString(), AggregateID: id, AggregateVersion: 2, OccurredAt: time.Now(), Actor: "test"},
+		Payload:  &events.ConnectionUpdatedV1{Changed: []string{events.FieldConfigName}, ConfigName: &renamed},
+	}
+	// The rename's claim and event, without the release of the old name.
+	a := commands.Append{AggregateID: id, ExpectedVersion: 1, Events: []events.Event{rename},
+		Claim: &commands.NameClaim{Organization: "default", ConfigName: "after"}}
+	if _, err := f.store.Append(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(f.store.ClaimGrace)
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "before")); err != nil {
+		t.Fatalf("the old name stayed blocked: %v", err)
+	}
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "after")); !errors.Is(err, domain.ErrNameTaken) {
+		t.Fatalf("the new name is not held: %v", err)
+	}
+}
+
+// TestFailedAppendGivesTheClaimBack: when the event cannot be stored (the
+// aggregate moved), the name just claimed is released at once.
+func TestFailedAppendGivesTheClaimBack(t *testing.T) {
+	f := newFixture(t)
+	id := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(id, "taken-once")); err != nil {
+		t.Fatal(err)
+	}
+	// A second create of the same aggregate id with another name fails on
+	// the aggregate's expected sequence after claiming the name.
+	if _, err := f.store.Append(t.Context(), createAppend(id, "wanted")); !errors.Is(err, domain.ErrConcurrentChange) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "wanted")); err != nil {
+		t.Fatalf("the claim of the failed append was not given back: %v", err)
+	}
+}
+
+// TestRetriedAppendIsStoredOnce: a writer whose commit reached the server but
+// whose answer was lost retries the same events; they are stored once and the
+// retry answers with the stored sequence.
+func TestRetriedAppendIsStoredOnce(t *testing.T) {
+	f := newFixture(t)
+	id := uuid.NewString()
+	a := createAppend(id, "retry-db")
+	if _, err := f.store.Append(t.Context(), a); err != nil {
+		t.Fatal(err)
+	}
+	// The retry of the very same append: the name is held by the same
+	// connection and the event id is within the duplicate window.
+	seq, err := f.store.Append(t.Context(), a)
+	if err != nil || seq != 2 {
+		t.Fatalf("retry: seq %d, %v", seq, err)
+	}
+	if n := f.count(t, events.EventSubjectFilter); n != 1 {
+		t.Fatalf("%d events after a retry", n)
+	}
+}
+
+func TestAppendWithNATSDownIsUnavailable(t *testing.T) {
+	f := newFixture(t)
+	f.nc.Close()
+	_, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "down-db"))
+	if !domain.IsUnavailable(err) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestConsumeSurvivesAPanickingHandler(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "panicky")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	calls := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- Consume(ctx, f.js, "panic-test", 16, slog.New(slog.NewTextHandler(io.Discard, nil)),
+			func(_ context.Context, batch []readmodel.Message) error {
+				calls++
+				if calls == 1 {
+					panic("a bug")
+				}
+				cancel() // the retry of the same batch arrived: done
+				return nil
+			})
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 {
+		t.Fatalf("%d calls, want the panicking one and its retry", calls)
+	}
+}
