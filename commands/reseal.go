@@ -50,6 +50,9 @@ type ResealDeps struct {
 type ResealCredentials struct {
 	Origin   domain.Origin // At is set by the handler's clock
 	Progress func(ResealProgress)
+	// DryRun examines every connection and reports which are stale without
+	// asking the sealer to rewrap anything or appending any event.
+	DryRun bool
 }
 
 // ResealOutcome is what happened to one connection.
@@ -61,6 +64,7 @@ const (
 	ResealCurrent  ResealOutcome = "current"  // every secret already at the newest key version: skipped
 	ResealDeleted  ResealOutcome = "deleted"  // a retired connection: skipped
 	ResealFailed   ResealOutcome = "failed"   // nothing appended; Err says why
+	ResealStale    ResealOutcome = "stale"    // a dry run found a secret below the newest key version
 )
 
 // ResealProgress reports one connection and the counts so far.
@@ -71,13 +75,15 @@ type ResealProgress struct {
 	Report  ResealReport
 }
 
-// ResealReport counts a run. Examined = Resealed + Skipped + Failed.
+// ResealReport counts a run. Examined = Resealed + Stale + Skipped + Failed
+// (Stale only in a dry run).
 // Total is the number of connections listed at the start of the run.
 type ResealReport struct {
 	KeyVersion int
 	Total      int
 	Examined   int
 	Resealed   int
+	Stale      int
 	Skipped    int
 	Failed     int
 }
@@ -139,7 +145,7 @@ func (h *ResealHandler) Handle(ctx context.Context, cmd ResealCredentials) (Rese
 				if ctx.Err() != nil {
 					return // the feeder may still hand out one id after a stop
 				}
-				outcome, err := h.resealOne(ctx, id, latest, cmd.Origin)
+				outcome, err := h.resealOne(ctx, id, latest, cmd.Origin, cmd.DryRun)
 				if ctx.Err() != nil && err != nil {
 					return // stopped: this connection was not judged
 				}
@@ -151,6 +157,8 @@ func (h *ResealHandler) Handle(ctx context.Context, cmd ResealCredentials) (Rese
 				switch outcome {
 				case ResealResealed:
 					report.Resealed++
+				case ResealStale:
+					report.Stale++
 				case ResealFailed:
 					report.Failed++
 				default:
@@ -182,7 +190,7 @@ feed:
 // resealOne brings one connection to the newest key version. Rewrapped
 // ciphertexts are kept across conflict retries, so a retry asks the sealer
 // only for secrets that changed in between.
-func (h *ResealHandler) resealOne(ctx context.Context, id string, latest int, origin domain.Origin) (ResealOutcome, error) {
+func (h *ResealHandler) resealOne(ctx context.Context, id string, latest int, origin domain.Origin, dryRun bool) (ResealOutcome, error) {
 	rewrapped := map[string]domain.SealedSecret{} // old ciphertext -> new secret
 	for attempt := 0; ; attempt++ {
 		evs, _, err := h.History.Load(ctx, id)
@@ -208,6 +216,9 @@ func (h *ResealHandler) resealOne(ctx context.Context, id string, latest int, or
 			}
 			if v >= latest {
 				continue
+			}
+			if dryRun {
+				return ResealStale, nil
 			}
 			stale = true
 			next, ok := rewrapped[s.Ciphertext]

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -16,13 +17,32 @@ import (
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/internal/bootstrap"
+	"github.com/connreg/registry/internal/buildinfo"
+	"github.com/connreg/registry/internal/cli"
 )
 
+const description = `Serves the connection registry's REST API. With no configuration it runs the whole
+service in one process (embedded nats-server, embedded read model, projector, development sealer)
+with its state under DATA_DIR. Configuration comes from the environment: see the README's
+configuration table.
+
+commands:
+  reseal   re-seal every stored credential under the newest Vault transit key version
+           (after a key rotation; see docs/rotation.md). Needs --yes or --dry-run.`
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "reseal" {
-		os.Exit(reseal())
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) > 0 && args[0] == "reseal" {
+		return reseal(args[1:])
 	}
-	os.Exit(run())
+	cmd := cli.New("api", "api [--help] [--version] | api reseal (--yes | --dry-run)", description)
+	if code, exit := cmd.Parse(args, os.Stdout, os.Stderr, false); exit {
+		return code
+	}
+	return serve()
 }
 
 // reseal is `api reseal`: after a rotation of the Vault transit key it
@@ -30,7 +50,24 @@ func main() {
 // docs/rotation.md). Exit status 0: every live connection is current; 1:
 // something failed or the run stopped early (run it again to finish); 2:
 // configuration error.
-func reseal() int {
+func reseal(args []string) int {
+	cmd := cli.New("api reseal", "api reseal (--yes | --dry-run)",
+		`Re-seals every stored credential under the newest version of the Vault transit key (transit
+rewrap: the plaintext never leaves Vault), appending one connection.credentials-resealed.v1 event per
+connection it changes. It reads the service's configuration from the environment (VAULT_ADDR, NATS_URL,
+...). Without NATS_URL it opens the embedded stack under DATA_DIR, which needs the API stopped.
+Exit status 0: every live connection is current; 1: something failed (run it again); 2: usage or
+configuration error.`)
+	yes := cmd.Flags.Bool("yes", false, "really re-seal (appends events)")
+	dryRun := cmd.Flags.Bool("dry-run", false, "count the connections that would be re-sealed; change nothing")
+	if code, exit := cmd.Parse(args, os.Stdout, os.Stderr, false); exit {
+		return code
+	}
+	if *yes == *dryRun {
+		fmt.Fprintln(os.Stderr, "api reseal: say --yes to re-seal, or --dry-run to see what it would do")
+		cmd.PrintUsage(os.Stderr)
+		return 2
+	}
 	cfg, logger, err := setup()
 	if err != nil {
 		slog.Error("configuration error", "error", err.Error())
@@ -56,13 +93,13 @@ func reseal() int {
 				"resealed", p.Report.Resealed, "skipped", p.Report.Skipped, "failed", p.Report.Failed)
 		}
 	}
-	report, err := bootstrap.Reseal(ctx, cfg, logger, bootstrap.ResealOptions{Progress: progress})
+	report, err := bootstrap.Reseal(ctx, cfg, logger, bootstrap.ResealOptions{Progress: progress, DryRun: *dryRun})
 	if errors.Is(err, bootstrap.ErrNothingToRotate) {
 		logger.Info("reseal: nothing to rotate", "reason", err.Error())
 		return 0
 	}
 	summary := []any{"key_version", report.KeyVersion, "total", report.Total, "examined", report.Examined,
-		"resealed", report.Resealed, "skipped", report.Skipped, "failed", report.Failed}
+		"resealed", report.Resealed, "stale", report.Stale, "skipped", report.Skipped, "failed", report.Failed, "dry_run", *dryRun}
 	if err != nil && report.KeyVersion == 0 {
 		logger.Error("reseal could not start", "error", err.Error())
 		return 1
@@ -88,7 +125,7 @@ func setup() (bootstrap.Config, *slog.Logger, error) {
 	return cfg, slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel})), nil
 }
 
-func run() int {
+func serve() int {
 	cfg, logger, err := setup()
 	if err != nil {
 		slog.Error("configuration error", "error", err.Error())
@@ -114,7 +151,7 @@ func run() int {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("connection registry listening", "addr", cfg.HTTPAddr, "env", cfg.Env)
+	logger.Info("connection registry listening", "addr", cfg.HTTPAddr, "env", cfg.Env, "version", buildinfo.Read().String())
 
 	select {
 	case err := <-errc:

@@ -23,35 +23,56 @@ import (
 	"time"
 
 	"github.com/connreg/registry/internal/bootstrap"
+	"github.com/connreg/registry/internal/buildinfo"
+	"github.com/connreg/registry/internal/cli"
 )
 
+const description = `Builds the read model from the event stream, on its own, against NATS_URL and MONGO_URI
+(+ MONGO_DATABASE); run it when the API runs with PROJECTOR=off. Configuration comes from the
+environment: see the README's configuration table.
+
+commands:
+  (none)   run the live projector (follows replayed generations)
+  replay   rebuild the read model from the first event into a new generation, then switch
+           readers to it (resumable)
+  verify   compare the read model with the fold of the stream; exit status 0 when they
+           match, 1 otherwise
+
+See docs/operations.md.`
+
 func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	sub := ""
+	if len(args) > 0 && (args[0] == "replay" || args[0] == "verify") {
+		sub, args = args[0], args[1:]
+	}
+	cmd := cli.New("projector", "projector [--help] [--version] [replay | verify]", description)
+	if code, exit := cmd.Parse(args, os.Stdout, os.Stderr, false); exit {
+		return code
+	}
 	cfg, err := bootstrap.ConfigFromEnv(os.Getenv)
 	if err != nil {
 		slog.Error("configuration error", "error", err.Error())
-		os.Exit(2)
+		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cmd := ""
-	if len(os.Args) > 1 {
-		cmd = os.Args[1]
-	}
-	switch cmd {
-	case "":
-		if err := bootstrap.RunProjector(ctx, cfg, logger); err != nil {
-			logger.Error("projector failed", "error", err.Error())
-			os.Exit(1)
-		}
+	switch sub {
 	case "replay":
-		os.Exit(replay(ctx, cfg, logger))
+		return replay(ctx, cfg, logger)
 	case "verify":
-		os.Exit(verify(ctx, cfg))
-	default:
-		fmt.Fprintf(os.Stderr, "usage: projector [replay|verify]\n")
-		os.Exit(2)
+		return verify(ctx, cfg)
 	}
+	logger.Info("projector starting", "version", buildinfo.Read().String())
+	if err := bootstrap.RunProjector(ctx, cfg, logger); err != nil {
+		logger.Error("projector failed", "error", err.Error())
+		return 1
+	}
+	return 0
 }
 
 // isTerminal reports whether f is a character device (a terminal), where a

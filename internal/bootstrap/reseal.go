@@ -40,6 +40,8 @@ type ResealOptions struct {
 	Workers int
 	// Progress is called once per connection examined, never concurrently.
 	Progress func(commands.ResealProgress)
+	// DryRun reports which connections are stale and changes nothing.
+	DryRun bool
 }
 
 // Reseal re-seals every stored credential under the newest version of the
@@ -129,6 +131,7 @@ func Reseal(ctx context.Context, cfg Config, logger *slog.Logger, opts ResealOpt
 	return h.Handle(ctx, commands.ResealCredentials{
 		Origin:   domain.Origin{Actor: ResealActor, RequestID: run, CorrelationID: run},
 		Progress: opts.Progress,
+		DryRun:   opts.DryRun,
 	})
 }
 

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/commands"
+	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/httpapi"
@@ -119,8 +122,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if s.Projector, err = readmodel.NewProjector(s.live, logger, time.Now); err != nil {
 		return nil, err
 	}
-	var projection httpapi.Projection = s.Projector
-	var reader httpapi.Reader = s.live
+	var projection readmodel.Projection = s.Projector
+	var reader readmodel.Reader = s.live
 	if cfg.Projector {
 		// The projector of this process keeps an in-memory index for lists;
 		// it is loaded before the projector starts and kept by it after.
@@ -142,16 +145,18 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		projection = wm
 		s.followGenerations(runCtx, js, wm)
 	}
+	queries, err := readmodel.NewQueries(reader, streamHistory{s.Store}, projection, logger, 0)
+	if err != nil {
+		return nil, err
+	}
 	api, err := httpapi.New(httpapi.Deps{
-		Create:     create,
-		Update:     update,
-		Delete:     remove,
-		Test:       test,
-		Prober:     probe,
-		Reader:     reader,
-		History:    s.Store,
-		Projection: projection,
-		Logger:     logger,
+		Create:  create,
+		Update:  update,
+		Delete:  remove,
+		Test:    test,
+		Prober:  probe,
+		Queries: queries,
+		Logger:  logger,
 	})
 	if err != nil {
 		return nil, err
@@ -308,4 +313,16 @@ func (r indexedReader) Get(ctx context.Context, id string) (*readmodel.Document,
 
 func (r indexedReader) List(ctx context.Context, q readmodel.ListQuery) (readmodel.ListResult, error) {
 	return r.index.List(ctx, q)
+}
+
+// streamHistory is the event store as the query side sees it: the store's
+// not-found is the read side's.
+type streamHistory struct{ store *eventstore.Store }
+
+func (h streamHistory) Load(ctx context.Context, id string) ([]events.Event, uint64, error) {
+	evs, seq, err := h.store.Load(ctx, id)
+	if errors.Is(err, domain.ErrNotFound) {
+		err = fmt.Errorf("%w: %w", readmodel.ErrNotFound, err)
+	}
+	return evs, seq, err
 }

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
-	"github.com/google/uuid"
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
@@ -104,38 +102,6 @@ func parsePort(raw json.RawMessage) (int, bool) {
 	return int(p), true
 }
 
-// ifMatch reads If-Match: a version as the API's ETag spells it ("3"), or *.
-func ifMatch(c *gin.Context) (*uint64, error) {
-	h := strings.TrimSpace(c.GetHeader("If-Match"))
-	if h == "" || h == "*" {
-		return nil, nil
-	}
-	v, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
-	if err != nil {
-		return nil, badRequest(CodeInvalidHeader, "Invalid header", `If-Match must be an ETag this API returned, such as "3".`,
-			map[string]string{"If-Match": "must be an ETag this API returned"})
-	}
-	return &v, nil
-}
-
-func pathID(c *gin.Context) (string, error) {
-	id := c.Param("id")
-	if _, err := uuid.Parse(id); err != nil {
-		return "", badRequest(CodeInvalidPathParam, "Invalid path parameter", "The id must be a UUID.", map[string]string{"id": "must be a UUID"})
-	}
-	return id, nil
-}
-
-// target reads the connection id of the path and the If-Match version.
-func target(c *gin.Context) (string, *uint64, error) {
-	id, err := pathID(c)
-	if err != nil {
-		return "", nil, err
-	}
-	version, err := ifMatch(c)
-	return id, version, err
-}
-
 func (a *API) update(c *gin.Context) {
 	id, version, err := target(c)
 	if err != nil {
@@ -160,7 +126,7 @@ func (a *API) update(c *gin.Context) {
 		return
 	}
 	if res.Changed {
-		a.noteWrite(id, res.Connection.Version(), res.Sequence)
+		a.Queries.NoteWrite(id, res.Connection.Version(), res.Sequence)
 	}
 	resp := fromAggregate(res.Connection)
 	c.Header("ETag", etag(resp.version))
@@ -178,6 +144,6 @@ func (a *API) remove(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	a.noteWrite(id, res.Connection.Version(), res.Sequence)
+	a.Queries.NoteWrite(id, res.Connection.Version(), res.Sequence)
 	c.Status(http.StatusNoContent)
 }

@@ -120,6 +120,10 @@ func newRefusingAPI(t *testing.T) (http.Handler, *bytes.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	queries, err := readmodel.NewQueries(reads, reads, reads, slog.New(slog.DiscardHandler), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &bytes.Buffer{}
 	api, err := New(Deps{
 		Create:     create,
@@ -127,9 +131,7 @@ func newRefusingAPI(t *testing.T) (http.Handler, *bytes.Buffer) {
 		Delete:     deleteMustNotRun{t},
 		Test:       testMustNotRun{t},
 		Prober:     testMustNotRun{t},
-		Reader:     reads,
-		History:    reads,
-		Projection: reads,
+		Queries:    queries,
 		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
