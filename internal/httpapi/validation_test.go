@@ -126,13 +126,13 @@ func newRefusingAPI(t *testing.T) (http.Handler, *bytes.Buffer) {
 	}
 	logs := &bytes.Buffer{}
 	api, err := New(Deps{
-		Create:     create,
-		Update:     updateMustNotRun{t},
-		Delete:     deleteMustNotRun{t},
-		Test:       testMustNotRun{t},
-		Prober:     testMustNotRun{t},
-		Queries:    queries,
-		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Create:  create,
+		Update:  updateMustNotRun{t},
+		Delete:  deleteMustNotRun{t},
+		Test:    testMustNotRun{t},
+		Prober:  testMustNotRun{t},
+		Queries: queries,
+		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)
