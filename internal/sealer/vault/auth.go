@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connreg/registry/internal/retry"
 	"github.com/hashicorp/vault/api"
 )
 
@@ -250,9 +251,9 @@ func (s *Sealer) watch(ctx context.Context, w *api.LifetimeWatcher, loggedIn tim
 const reloginSpacing = 5 * time.Second
 
 // relogin logs in with AppRole until it succeeds or ctx ends, backing off
-// from 250ms to 30s between attempts.
+// (with jitter) from 250ms to 30s between attempts.
 func (s *Sealer) relogin(ctx context.Context) *api.Secret {
-	wait := 250 * time.Millisecond
+	b := retry.Backoff(250*time.Millisecond, 30*time.Second)
 	for {
 		sec, err := s.login(ctx)
 		if err == nil {
@@ -261,12 +262,10 @@ func (s *Sealer) relogin(ctx context.Context) *api.Secret {
 		if ctx.Err() != nil {
 			return nil
 		}
+		wait := b.NextBackOff()
 		s.log.Warn("vault login failed; retrying", "err", err, "retry_in", wait.String())
-		select {
-		case <-ctx.Done():
+		if !retry.Wait(ctx, wait) {
 			return nil
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, 30*time.Second)
 	}
 }
