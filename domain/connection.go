@@ -184,6 +184,8 @@ func (c *Connection) apply(e events.Event) error {
 		}
 	case *events.ConnectionTestedV1:
 		c.lastTest = &TestRecord{Status: p.Status, Reason: p.Reason, LatencyMs: p.LatencyMs, At: e.OccurredAt}
+	case *events.ConnectionSecretsReadV1:
+		// An audit record: the state is unchanged, the version moves.
 	default:
 		return fmt.Errorf("domain: cannot apply %s", e.Type())
 	}
@@ -294,9 +296,9 @@ func (c *Connection) applyUpdate(p *events.ConnectionUpdatedV1) error {
 }
 
 func toEventSecret(s SealedSecret) events.SealedSecret {
-	return events.SealedSecret{Scheme: s.Scheme, KeyName: s.KeyName, Ciphertext: s.Ciphertext}
+	return events.SealedSecret{Scheme: s.Scheme, Mount: s.Mount, KeyName: s.KeyName, Context: s.Context, Ciphertext: s.Ciphertext}
 }
 
 func fromEventSecret(s events.SealedSecret) SealedSecret {
-	return SealedSecret{Scheme: s.Scheme, KeyName: s.KeyName, Ciphertext: s.Ciphertext}
+	return SealedSecret{Scheme: s.Scheme, Mount: s.Mount, KeyName: s.KeyName, Context: s.Context, Ciphertext: s.Ciphertext}
 }

@@ -238,6 +238,27 @@ func (c *Connection) Reseal(creds Credentials, origin Origin) (bool, error) {
 	return true, c.record(e, origin)
 }
 
+// Names of the sealed secrets a connection can hand out.
+const (
+	SecretPassword = "password"
+	SecretSSLKey   = "sslKey"
+)
+
+// RecordSecretsRead records that the connection's sealed secrets were handed
+// to a caller (ConnectionSecretsReadV1), before they are: every opening a
+// downstream service can make starts with a read that the history shows.
+// It returns the names of the secrets handed out.
+func (c *Connection) RecordSecretsRead(origin Origin) ([]string, error) {
+	if c.deleted {
+		return nil, ErrNotFound
+	}
+	names := []string{SecretPassword}
+	if !c.credentials.SSLKey.IsZero() {
+		names = append(names, SecretSSLKey)
+	}
+	return names, c.record(&events.ConnectionSecretsReadV1{Secrets: names}, origin)
+}
+
 // Test outcomes.
 const (
 	TestSucceeded = "success"

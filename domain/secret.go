@@ -10,9 +10,18 @@ import (
 // Scheme names the sealer that made it ("vault-transit" or "dev"), KeyName the
 // key (for Vault, the transit key name) and Ciphertext the sealer's output,
 // which carries its own prefix ("vault:v1:..." or "devseal:v1:...").
+//
+// Mount and Context say how to open it where the scheme allows anyone but
+// the registry to: for Vault transit, the mount of the transit engine and the
+// base64 key-derivation context (bound to the connection id), which a
+// downstream service with decrypt-only rights passes to transit/decrypt.
+// Secrets sealed before these fields existed have them empty; a sealer's
+// Describe fills them in.
 type SealedSecret struct {
 	Scheme     string
+	Mount      string
 	KeyName    string
+	Context    string
 	Ciphertext string
 }
 

@@ -88,6 +88,7 @@ var messageNames = map[string]string{
 	events.TypeConnectionDeletedV1:             "connectionDeletedV1",
 	events.TypeConnectionCredentialsResealedV1: "connectionCredentialsResealedV1",
 	events.TypeConnectionTestedV1:              "connectionTestedV1",
+	events.TypeConnectionSecretsReadV1:         "connectionSecretsReadV1",
 }
 
 func TestAsyncAPIDocumentNamesEveryEventType(t *testing.T) {

@@ -7,10 +7,17 @@ const (
 
 // SealedSecret is a credential as it travels in an event: only ciphertext,
 // with the sealer scheme ("vault-transit" or "dev") and key that made it.
-// The plaintext is never published.
+// The plaintext is never published. For vault-transit, Mount and Context are
+// what a downstream service passes to Vault's transit/decrypt (with its own
+// decrypt-only token) to open it: the transit mount and the base64 key
+// derivation context. Both were added later (additive): older events lack
+// them; the context is then base64(connection id) and the mount the
+// registry's (see docs/credentials.md).
 type SealedSecret struct {
 	Scheme     string `json:"scheme"`
+	Mount      string `json:"mount,omitempty"`
 	KeyName    string `json:"keyName"`
+	Context    string `json:"context,omitempty"`
 	Ciphertext string `json:"ciphertext"`
 }
 
@@ -52,6 +59,7 @@ const (
 	TypeConnectionDeletedV1             = "connection.deleted.v1"
 	TypeConnectionCredentialsResealedV1 = "connection.credentials-resealed.v1"
 	TypeConnectionTestedV1              = "connection.tested.v1"
+	TypeConnectionSecretsReadV1         = "connection.secrets-read.v1"
 )
 
 // Field names listed in ConnectionUpdatedV1.Changed.
@@ -122,6 +130,17 @@ type ConnectionTestedV1 struct {
 
 // EventType implements Payload.
 func (*ConnectionTestedV1) EventType() string { return TypeConnectionTestedV1 }
+
+// ConnectionSecretsReadV1 records that a caller received the connection's
+// sealed secrets (GET ...?include=sealedSecrets): who and in which request
+// are in the envelope; the payload names the secrets handed out, never their
+// ciphertext.
+type ConnectionSecretsReadV1 struct {
+	Secrets []string `json:"secrets"` // "password", "sslKey"
+}
+
+// EventType implements Payload.
+func (*ConnectionSecretsReadV1) EventType() string { return TypeConnectionSecretsReadV1 }
 
 // Idempotency ties a create to the Idempotency-Key it came with: a hash of
 // the key (scoped to the product) and a fingerprint of the request's

@@ -155,6 +155,8 @@ func decodePayload(eventType string, data json.RawMessage) (Payload, error) {
 		p = &ConnectionCredentialsResealedV1{}
 	case TypeConnectionTestedV1:
 		p = &ConnectionTestedV1{}
+	case TypeConnectionSecretsReadV1:
+		p = &ConnectionSecretsReadV1{}
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, eventType)
 	}

@@ -121,6 +121,11 @@ func Apply(doc *Document, e events.Event, sequence uint64) (next *Document, appl
 		}
 		next = doc.clone()
 		next.LastTest = &TestResult{Status: p.Status, Reason: p.Reason, LatencyMs: p.LatencyMs, At: e.OccurredAt.UTC()}
+	case *events.ConnectionSecretsReadV1:
+		if doc == nil {
+			return doc, false, fmt.Errorf("%w: secrets read of a connection without a document", ErrGap)
+		}
+		next = doc.clone() // an audit record: no visible field changes; the version moves
 	default:
 		return doc, false, fmt.Errorf("readmodel: no projection for %s", e.Type())
 	}

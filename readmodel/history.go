@@ -65,6 +65,8 @@ func Describe(e events.Event) HistoryEntry {
 		if p.SSLKey != nil {
 			set("ssl.key", nil)
 		}
+	case *events.ConnectionSecretsReadV1:
+		values["secrets"] = p.Secrets
 	case *events.ConnectionTestedV1:
 		values["status"] = p.Status
 		values["latencyMs"] = p.LatencyMs

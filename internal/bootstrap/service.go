@@ -56,6 +56,7 @@ type Service struct {
 type Sealer interface {
 	commands.Sealer
 	commands.Unsealer
+	commands.SecretDescriber
 }
 
 // Start builds the service. On error it releases whatever it had started.
@@ -145,6 +146,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		projection = wm
 		s.followGenerations(runCtx, js, wm)
 	}
+	secrets, err := commands.NewSecretsReadHandler(s.Store, s.Store, sealer, newID, now)
+	if err != nil {
+		return nil, err
+	}
 	queries, err := readmodel.NewQueries(reader, streamHistory{s.Store}, projection, logger, 0)
 	if err != nil {
 		return nil, err
@@ -156,6 +161,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		Test:    test,
 		Prober:  probe,
 		Queries: queries,
+		Secrets: secrets,
 		Logger:  logger,
 	})
 	if err != nil {

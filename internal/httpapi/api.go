@@ -33,6 +33,12 @@ type Queries interface {
 	NoteWrite(id string, version, seq uint64)
 }
 
+// SecretsReader hands out a connection's sealed secrets and records that it
+// did (commands.SecretsReadHandler).
+type SecretsReader interface {
+	Handle(ctx context.Context, cmd commands.ReadSealedSecrets) (commands.SealedSecrets, error)
+}
+
 // Deps are the API's collaborators; all are required.
 type Deps struct {
 	Create  Creator
@@ -41,6 +47,7 @@ type Deps struct {
 	Test    Tester
 	Prober  commands.Prober
 	Queries Queries
+	Secrets SecretsReader
 	Logger  *slog.Logger
 }
 
@@ -51,8 +58,8 @@ type API struct {
 
 // New builds the API.
 func New(d Deps) (*API, error) {
-	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Test == nil || d.Prober == nil || d.Queries == nil || d.Logger == nil {
-		return nil, errors.New("httpapi: New needs create, update, delete and test handlers, a prober, the queries and a logger")
+	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Test == nil || d.Prober == nil || d.Queries == nil || d.Secrets == nil || d.Logger == nil {
+		return nil, errors.New("httpapi: New needs create, update, delete, test and secrets handlers, a prober, the queries and a logger")
 	}
 	return &API{Deps: d}, nil
 }
@@ -145,9 +152,21 @@ func (a *API) get(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	at, err := getParams(c.Request.URL.Query())
+	at, sealed, err := getParams(c.Request.URL.Query())
 	if err != nil {
 		a.fail(c, err)
+		return
+	}
+	if sealed {
+		res, err := a.Secrets.Handle(c.Request.Context(), commands.ReadSealedSecrets{ID: id, Origin: a.origin(c)})
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		a.Queries.NoteWrite(id, res.Connection.Version(), res.Sequence)
+		resp := withSealedSecrets(fromAggregate(res.Connection), res)
+		c.Header("ETag", etag(resp.version))
+		c.JSON(http.StatusOK, resp)
 		return
 	}
 	var doc *readmodel.Document
@@ -166,7 +185,13 @@ func (a *API) get(c *gin.Context) {
 }
 
 func (a *API) list(c *gin.Context) {
-	q, err := parseListQuery(c.Request.URL.Query(), c.Request.Header)
+	values := c.Request.URL.Query()
+	q, err := parseListQuery(values, c.Request.Header)
+	if err != nil {
+		a.fail(c, err)
+		return
+	}
+	sealed, err := includeParam(values)
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -181,7 +206,21 @@ func (a *API) list(c *gin.Context) {
 		out.Page = 0 // a cursor page has no number
 	}
 	for i := range res.Items {
-		out.Items = append(out.Items, fromDocument(&res.Items[i]))
+		if !sealed {
+			out.Items = append(out.Items, fromDocument(&res.Items[i]))
+			continue
+		}
+		id := res.Items[i].ID
+		s, err := a.Secrets.Handle(c.Request.Context(), commands.ReadSealedSecrets{ID: id, Origin: a.origin(c)})
+		if errors.Is(err, domain.ErrNotFound) {
+			continue // deleted since the page was read
+		}
+		if err != nil {
+			a.fail(c, err)
+			return
+		}
+		a.Queries.NoteWrite(id, s.Connection.Version(), s.Sequence)
+		out.Items = append(out.Items, withSealedSecrets(fromAggregate(s.Connection), s))
 	}
 	if len(res.Items) == q.Limit {
 		out.NextCursor = encodeCursor(q, readmodel.CursorOf(&res.Items[len(res.Items)-1], q.SortBy))

@@ -27,22 +27,41 @@ const (
 )
 
 // getParams reads the query of a single read: asOf, when present, asks for
-// the connection as it was at that instant.
-func getParams(values url.Values) (*time.Time, error) {
+// the connection as it was at that instant; include=sealedSecrets asks for
+// its sealed secrets too (not combinable with asOf).
+func getParams(values url.Values) (at *time.Time, sealed bool, err error) {
 	for name := range values {
-		if name != "asOf" {
-			return nil, unknownParam(name)
+		if name != "asOf" && name != "include" {
+			return nil, false, unknownParam(name)
 		}
+	}
+	if sealed, err = includeParam(values); err != nil {
+		return nil, false, err
 	}
 	s, ok := values["asOf"]
 	if !ok {
-		return nil, nil
+		return nil, sealed, nil
 	}
-	at, valid := parseInstant(s[0])
+	t, valid := parseInstant(s[0])
 	if len(s) != 1 || !valid {
-		return nil, invalidParam("asOf", "must be an RFC 3339 instant or a date (YYYY-MM-DD)")
+		return nil, false, invalidParam("asOf", "must be an RFC 3339 instant or a date (YYYY-MM-DD)")
 	}
-	return &at, nil
+	if sealed {
+		return nil, false, invalidParam("include", "cannot be combined with asOf: sealed secrets are handed out as they are now")
+	}
+	return &t, false, nil
+}
+
+// includeParam reads include, whose one value is sealedSecrets.
+func includeParam(values url.Values) (bool, error) {
+	vs, ok := values["include"]
+	if !ok {
+		return false, nil
+	}
+	if len(vs) != 1 || vs[0] != "sealedSecrets" {
+		return false, invalidParam("include", "must be sealedSecrets")
+	}
+	return true, nil
 }
 
 // pageParams reads page and limit and refuses any other query parameter.
@@ -110,7 +129,7 @@ func parseInstant(s string) (time.Time, bool) {
 
 // listParams are the query parameters of a list, besides metadata.<key>.
 var listParams = []string{"page", "limit", "cursor", "type", "host", "databaseName", "configName",
-	"createdFrom", "createdTo", "sortBy", "sortOrder"}
+	"createdFrom", "createdTo", "sortBy", "sortOrder", "include"}
 
 func invalidParam(name, reason string) error {
 	return badRequest(CodeInvalidQueryParam, "Invalid query parameter", name+" "+reason+".", map[string]string{name: reason})

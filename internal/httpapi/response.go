@@ -3,6 +3,7 @@ package httpapi
 import (
 	"time"
 
+	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/readmodel"
 )
@@ -27,8 +28,37 @@ type connectionResponse struct {
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	CreatedAt    string            `json:"createdAt"`
 	UpdatedAt    string            `json:"updatedAt"`
+	// SealedSecrets is present only for include=sealedSecrets.
+	SealedSecrets *sealedSecretsResponse `json:"sealedSecrets,omitempty"`
 
 	version uint64
+}
+
+// sealedSecretResponse is one sealed secret as a downstream service needs it
+// to open it with its own Vault identity (docs/credentials.md).
+type sealedSecretResponse struct {
+	Scheme     string `json:"scheme"`
+	Mount      string `json:"mount,omitempty"`
+	KeyName    string `json:"keyName"`
+	Context    string `json:"context,omitempty"`
+	Ciphertext string `json:"ciphertext"`
+}
+
+type sealedSecretsResponse struct {
+	Password *sealedSecretResponse `json:"password"`
+	SSLKey   *sealedSecretResponse `json:"sslKey,omitempty"`
+}
+
+func sealedResponse(s domain.SealedSecret) *sealedSecretResponse {
+	if s.IsZero() {
+		return nil
+	}
+	return &sealedSecretResponse{Scheme: s.Scheme, Mount: s.Mount, KeyName: s.KeyName, Context: s.Context, Ciphertext: s.Ciphertext}
+}
+
+func withSealedSecrets(r connectionResponse, s commands.SealedSecrets) connectionResponse {
+	r.SealedSecrets = &sealedSecretsResponse{Password: sealedResponse(s.Password), SSLKey: sealedResponse(s.SSLKey)}
+	return r
 }
 
 type listResponse struct {

@@ -80,6 +80,13 @@ func (u updateMustNotRun) Handle(context.Context, commands.UpdateConnection) (co
 
 type testMustNotRun struct{ t *testing.T }
 
+type secretsMustNotRun struct{ t *testing.T }
+
+func (d secretsMustNotRun) Handle(context.Context, commands.ReadSealedSecrets) (commands.SealedSecrets, error) {
+	d.t.Error("a refused request reached the secrets command")
+	return commands.SealedSecrets{}, errors.New("secrets must not run")
+}
+
 func (d testMustNotRun) Handle(context.Context, commands.TestConnection) (commands.ProbeResult, error) {
 	d.t.Error("a refused request reached the test command")
 	return commands.ProbeResult{}, errors.New("test must not run")
@@ -132,6 +139,7 @@ func newRefusingAPI(t *testing.T) (http.Handler, *bytes.Buffer) {
 		Test:    testMustNotRun{t},
 		Prober:  testMustNotRun{t},
 		Queries: queries,
+		Secrets: secretsMustNotRun{t},
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -159,6 +159,11 @@ func (s *Sealer) Seal(_ context.Context, binding string, plaintext []byte) (doma
 	}, nil
 }
 
+// Describe returns the secret as it is: a development ciphertext opens only
+// with the registry's own key file, so there is nothing a downstream service
+// could use.
+func (s *Sealer) Describe(_ string, sealed domain.SealedSecret) domain.SealedSecret { return sealed }
+
 // Unseal decrypts a secret sealed for binding; any other binding, a
 // tampered ciphertext or another key file fails with ErrRejected.
 func (s *Sealer) Unseal(_ context.Context, binding string, sealed domain.SealedSecret) ([]byte, error) {

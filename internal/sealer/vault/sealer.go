@@ -184,7 +184,28 @@ func (s *Sealer) Seal(ctx context.Context, binding string, plaintext []byte) (do
 	if r.Ciphertext == "" {
 		return domain.SealedSecret{}, domain.Unavailable(domain.DependencySealer, errors.New("vault transit encrypt: empty ciphertext in answer"))
 	}
-	return domain.SealedSecret{Scheme: Scheme, KeyName: s.cfg.Key, Ciphertext: r.Ciphertext}, nil
+	return s.sealed(binding, r.Ciphertext), nil
+}
+
+// sealed is a ciphertext of this sealer with what a holder of a
+// decrypt-only token needs to open it: mount, key and derivation context.
+func (s *Sealer) sealed(binding, ciphertext string) domain.SealedSecret {
+	return domain.SealedSecret{Scheme: Scheme, Mount: s.cfg.TransitMount, KeyName: s.cfg.Key,
+		Context: encodeContext(binding), Ciphertext: ciphertext}
+}
+
+// Describe fills in the mount and the derivation context of a secret this
+// scheme sealed before they were recorded with it. The context is always
+// the connection's: a copied ciphertext opens nowhere else.
+func (s *Sealer) Describe(binding string, sealed domain.SealedSecret) domain.SealedSecret {
+	if sealed.Scheme != Scheme {
+		return sealed
+	}
+	if sealed.Mount == "" {
+		sealed.Mount = s.cfg.TransitMount
+	}
+	sealed.Context = encodeContext(binding)
+	return sealed
 }
 
 // Unseal decrypts a secret sealed for binding. A secret sealed for another
@@ -224,7 +245,7 @@ func (s *Sealer) Rewrap(ctx context.Context, binding string, sealed domain.Seale
 	if r.Ciphertext == "" {
 		return domain.SealedSecret{}, domain.Unavailable(domain.DependencySealer, errors.New("vault transit rewrap: empty ciphertext in answer"))
 	}
-	return domain.SealedSecret{Scheme: Scheme, KeyName: s.cfg.Key, Ciphertext: r.Ciphertext}, nil
+	return s.sealed(binding, r.Ciphertext), nil
 }
 
 func (s *Sealer) own(sealed domain.SealedSecret) error {

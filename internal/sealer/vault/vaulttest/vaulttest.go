@@ -355,6 +355,15 @@ path "%[1]s/rewrap/%[2]s" { capabilities = ["update"] }
 `, mount, key)
 }
 
+// ConsumerPolicy is what a downstream service needs to open the registry's
+// sealed secrets itself, and nothing more: decrypt on mount/key. No encrypt,
+// rewrap, rotate or key read. docs/credentials.md shows the same policy.
+func ConsumerPolicy(mount, key string) string {
+	return fmt.Sprintf(`
+path "%[1]s/decrypt/%[2]s" { capabilities = ["update"] }
+`, mount, key)
+}
+
 // PolicyToken writes the policy rules under name and returns a new token
 // holding only that policy (and default).
 func (s *Server) PolicyToken(t testing.TB, name, rules string) string {
