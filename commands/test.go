@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/events"
 )
 
 // ProbeSSL is the TLS configuration of a probe; Key is a plaintext secret.
@@ -75,6 +76,9 @@ func (e *RateLimitedError) Error() string {
 type TestConnection struct {
 	ID     string
 	Origin domain.Origin
+	// ByMonitor marks a test the connection monitor asked for (recorded with
+	// origin "monitor"); otherwise the API did.
+	ByMonitor bool
 }
 
 // TestDeps are the test handler's collaborators; all are required.
@@ -167,7 +171,12 @@ func (h *TestHandler) record(ctx context.Context, cmd TestConnection, conn *doma
 		}
 		origin := cmd.Origin
 		origin.At = h.Now()
-		if err := conn.RecordTest(res.Status, res.Reason, res.Latency.Milliseconds(), origin); err != nil {
+		obs := domain.Observation{Status: res.Status, Reason: res.Reason, Message: res.Message,
+			LatencyMs: res.Latency.Milliseconds(), Origin: events.TestOriginAPI}
+		if cmd.ByMonitor {
+			obs.Origin = events.TestOriginMonitor
+		}
+		if err := conn.Observe(obs, origin); err != nil {
 			return err
 		}
 		_, err := h.Store.Append(ctx, Append{AggregateID: cmd.ID, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})

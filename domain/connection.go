@@ -36,6 +36,7 @@ type Connection struct {
 	updatedAt   time.Time
 	deleted     bool
 	lastTest    *TestRecord
+	health      Health
 	idempotency *Idempotency
 
 	pending []events.Event
@@ -184,6 +185,14 @@ func (c *Connection) apply(e events.Event) error {
 		}
 	case *events.ConnectionTestedV1:
 		c.lastTest = &TestRecord{Status: p.Status, Reason: p.Reason, LatencyMs: p.LatencyMs, At: e.OccurredAt}
+		c.health.CheckedAt = e.OccurredAt
+		if p.Status == TestSucceeded {
+			c.health.ConsecutiveFailures = 0
+		} else {
+			c.health.ConsecutiveFailures++
+		}
+	case *events.ConnectionHealthChangedV1:
+		c.health.Status, c.health.Reason, c.health.Message, c.health.Since = p.Status, p.Reason, p.Message, e.OccurredAt
 	case *events.ConnectionSecretsReadV1:
 		// An audit record: the state is unchanged, the version moves.
 	default:
@@ -240,6 +249,26 @@ type TestRecord struct {
 	Reason    string
 	LatencyMs int64
 	At        time.Time
+}
+
+// Health is what the tests of a connection say about it: the status
+// (events.HealthUnknown until the first test), since when, why it fails.
+type Health struct {
+	Status              string // events.HealthUnknown, HealthHealthy or HealthFailing
+	Reason              string // the failure reason while failing
+	Message             string
+	Since               time.Time // when the status (or failure reason) last changed
+	CheckedAt           time.Time // the latest test
+	ConsecutiveFailures int
+}
+
+// Health returns the connection's health.
+func (c *Connection) Health() Health {
+	h := c.health
+	if h.Status == "" {
+		h.Status = events.HealthUnknown
+	}
+	return h
 }
 
 // LastTest is the latest connection test, nil when there was none.

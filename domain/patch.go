@@ -268,11 +268,44 @@ const (
 // RecordTest records the outcome of an attempt to connect with the stored
 // settings.
 func (c *Connection) RecordTest(status, reason string, latencyMs int64, origin Origin) error {
+	return c.Observe(Observation{Status: status, Reason: reason, LatencyMs: latencyMs, Origin: events.TestOriginAPI}, origin)
+}
+
+// Observation is the outcome of one connection test as the aggregate records
+// it. Message (never a secret) explains a failure; Origin is
+// events.TestOriginAPI or events.TestOriginMonitor.
+type Observation struct {
+	Status    string
+	Reason    string
+	Message   string
+	LatencyMs int64
+	Origin    string
+}
+
+// Observe records a test (ConnectionTestedV1) and, when it changes the
+// connection's health (unknown or healthy to failing, failing to healthy, or
+// failing for another reason), ConnectionHealthChangedV1 right after it.
+func (c *Connection) Observe(o Observation, origin Origin) error {
 	if c.deleted {
 		return ErrNotFound
 	}
-	if !slices.Contains([]string{TestSucceeded, TestFailed}, status) {
-		return fmt.Errorf("domain: unknown test status %q", status)
+	if !slices.Contains([]string{TestSucceeded, TestFailed}, o.Status) {
+		return fmt.Errorf("domain: unknown test status %q", o.Status)
 	}
-	return c.record(&events.ConnectionTestedV1{Status: status, Reason: reason, LatencyMs: latencyMs}, origin)
+	if !slices.Contains([]string{events.TestOriginAPI, events.TestOriginMonitor}, o.Origin) {
+		return fmt.Errorf("domain: unknown test origin %q", o.Origin)
+	}
+	before := c.Health()
+	if err := c.record(&events.ConnectionTestedV1{Status: o.Status, Reason: o.Reason, LatencyMs: o.LatencyMs, Origin: o.Origin}, origin); err != nil {
+		return err
+	}
+	next := events.HealthHealthy
+	reason, message := "", ""
+	if o.Status == TestFailed {
+		next, reason, message = events.HealthFailing, o.Reason, o.Message
+	}
+	if next == before.Status && reason == before.Reason {
+		return nil
+	}
+	return c.record(&events.ConnectionHealthChangedV1{Status: next, Previous: before.Status, Reason: reason, Message: message}, origin)
 }

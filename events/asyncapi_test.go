@@ -89,6 +89,7 @@ var messageNames = map[string]string{
 	events.TypeConnectionCredentialsResealedV1: "connectionCredentialsResealedV1",
 	events.TypeConnectionTestedV1:              "connectionTestedV1",
 	events.TypeConnectionSecretsReadV1:         "connectionSecretsReadV1",
+	events.TypeConnectionHealthChangedV1:       "connectionHealthChangedV1",
 }
 
 func TestAsyncAPIDocumentNamesEveryEventType(t *testing.T) {

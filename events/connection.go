@@ -60,6 +60,7 @@ const (
 	TypeConnectionCredentialsResealedV1 = "connection.credentials-resealed.v1"
 	TypeConnectionTestedV1              = "connection.tested.v1"
 	TypeConnectionSecretsReadV1         = "connection.secrets-read.v1"
+	TypeConnectionHealthChangedV1       = "connection.health-changed.v1"
 )
 
 // Field names listed in ConnectionUpdatedV1.Changed.
@@ -126,7 +127,40 @@ type ConnectionTestedV1 struct {
 	Status    string `json:"status"` // success or failure
 	Reason    string `json:"reason,omitempty"`
 	LatencyMs int64  `json:"latencyMs"`
+	// Origin says who asked for the test: "api" (POST .../test) or
+	// "monitor" (the connection monitor). Added later (additive): absent
+	// on older events, which all came from the API.
+	Origin string `json:"origin,omitempty"`
 }
+
+// Test origins.
+const (
+	TestOriginAPI     = "api"
+	TestOriginMonitor = "monitor"
+)
+
+// ConnectionHealthChangedV1 records that a connection's health changed:
+// from unknown, healthy or failing to healthy or failing, or from failing
+// for one reason to failing for another. It follows the connection.tested.v1
+// event that observed the change, so a subscriber can alert on it without
+// re-deriving state from every test.
+type ConnectionHealthChangedV1 struct {
+	Status   string `json:"status"`   // healthy or failing
+	Previous string `json:"previous"` // unknown, healthy or failing
+	Reason   string `json:"reason,omitempty"`
+	// Message helps a person fix a failure; it never holds a secret.
+	Message string `json:"message,omitempty"`
+}
+
+// EventType implements Payload.
+func (*ConnectionHealthChangedV1) EventType() string { return TypeConnectionHealthChangedV1 }
+
+// Health states.
+const (
+	HealthUnknown = "unknown"
+	HealthHealthy = "healthy"
+	HealthFailing = "failing"
+)
 
 // EventType implements Payload.
 func (*ConnectionTestedV1) EventType() string { return TypeConnectionTestedV1 }

@@ -157,6 +157,8 @@ func decodePayload(eventType string, data json.RawMessage) (Payload, error) {
 		p = &ConnectionTestedV1{}
 	case TypeConnectionSecretsReadV1:
 		p = &ConnectionSecretsReadV1{}
+	case TypeConnectionHealthChangedV1:
+		p = &ConnectionHealthChangedV1{}
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, eventType)
 	}

@@ -38,6 +38,29 @@ type Document struct {
 	Deleted       bool              `bson:"deleted"`
 	DeletedAt     *time.Time        `bson:"deletedAt,omitempty"`
 	LastTest      *TestResult       `bson:"lastTest,omitempty"`
+	Health        *Health           `bson:"health,omitempty"` // nil: unknown, never tested
+}
+
+// Health is what the tests of a connection say about it (see
+// events.ConnectionHealthChangedV1): Status is events.HealthHealthy or
+// HealthFailing once a health-changed event arrived; tests keep CheckedAt and
+// ConsecutiveFailures current.
+type Health struct {
+	Status              string    `bson:"status"`
+	Reason              string    `bson:"reason,omitempty"`
+	Message             string    `bson:"message,omitempty"`
+	Since               time.Time `bson:"since,omitzero"`
+	CheckedAt           time.Time `bson:"checkedAt,omitzero"`
+	ConsecutiveFailures int       `bson:"consecutiveFailures"`
+}
+
+// HealthStatus is the document's health status, events.HealthUnknown when
+// it has none yet.
+func (d *Document) HealthStatus() string {
+	if d.Health == nil || d.Health.Status == "" {
+		return events.HealthUnknown
+	}
+	return d.Health.Status
 }
 
 // TestResult is the latest connection test of a document.
@@ -121,6 +144,25 @@ func Apply(doc *Document, e events.Event, sequence uint64) (next *Document, appl
 		}
 		next = doc.clone()
 		next.LastTest = &TestResult{Status: p.Status, Reason: p.Reason, LatencyMs: p.LatencyMs, At: e.OccurredAt.UTC()}
+		if next.Health == nil {
+			next.Health = &Health{}
+		}
+		next.Health.CheckedAt = e.OccurredAt.UTC()
+		if p.Status == "success" {
+			next.Health.ConsecutiveFailures = 0
+		} else {
+			next.Health.ConsecutiveFailures++
+		}
+	case *events.ConnectionHealthChangedV1:
+		if doc == nil {
+			return doc, false, fmt.Errorf("%w: health change of a connection without a document", ErrGap)
+		}
+		next = doc.clone()
+		if next.Health == nil {
+			next.Health = &Health{}
+		}
+		next.Health.Status, next.Health.Reason, next.Health.Message = p.Status, p.Reason, p.Message
+		next.Health.Since = e.OccurredAt.UTC()
 	case *events.ConnectionSecretsReadV1:
 		if doc == nil {
 			return doc, false, fmt.Errorf("%w: secrets read of a connection without a document", ErrGap)
@@ -137,6 +179,10 @@ func Apply(doc *Document, e events.Event, sequence uint64) (next *Document, appl
 func (d *Document) clone() *Document {
 	c := *d
 	c.Metadata = maps.Clone(d.Metadata)
+	if d.Health != nil {
+		h := *d.Health
+		c.Health = &h
+	}
 	if d.SSL != nil {
 		ssl := *d.SSL
 		c.SSL = &ssl

@@ -67,7 +67,16 @@ func Describe(e events.Event) HistoryEntry {
 		}
 	case *events.ConnectionSecretsReadV1:
 		values["secrets"] = p.Secrets
+	case *events.ConnectionHealthChangedV1:
+		values["status"] = p.Status
+		values["previous"] = p.Previous
+		if p.Reason != "" {
+			values["reason"] = p.Reason
+		}
 	case *events.ConnectionTestedV1:
+		if p.Origin != "" {
+			values["origin"] = p.Origin
+		}
 		values["status"] = p.Status
 		values["latencyMs"] = p.LatencyMs
 		if p.Reason != "" {

@@ -168,7 +168,8 @@ func (q ListQuery) matcher() func(*Document) bool {
 			q.DatabaseName != "" && d.DatabaseName != q.DatabaseName,
 			prefix != "" && !strings.HasPrefix(d.ConfigNameKey, prefix),
 			q.CreatedFrom != nil && d.CreatedAt.Before(*q.CreatedFrom),
-			q.CreatedBefore != nil && !d.CreatedAt.Before(*q.CreatedBefore):
+			q.CreatedBefore != nil && !d.CreatedAt.Before(*q.CreatedBefore),
+			q.Health != "" && d.HealthStatus() != q.Health:
 			return false
 		}
 		for k, v := range q.Metadata {

@@ -24,6 +24,7 @@ type ListQuery struct {
 	DatabaseName     string
 	ConfigNamePrefix string // compared case-insensitively
 	Metadata         map[string]string
+	Health           string     // events.HealthHealthy, HealthFailing or HealthUnknown
 	CreatedFrom      *time.Time // inclusive
 	CreatedBefore    *time.Time // exclusive
 	SortBy           string     // SortCreatedAt (default), SortUpdatedAt, SortConfigName

@@ -155,6 +155,11 @@ func fields(d *Document) [][2]string {
 	if d.LastTest != nil {
 		test = fmt.Sprintf("{Status:%s Reason:%s LatencyMs:%d At:%s}", d.LastTest.Status, d.LastTest.Reason, d.LastTest.LatencyMs, ms(d.LastTest.At))
 	}
+	health := "<nil>"
+	if h := d.Health; h != nil {
+		health = fmt.Sprintf("{Status:%s Reason:%s Message:%q Since:%s CheckedAt:%s ConsecutiveFailures:%d}",
+			h.Status, h.Reason, h.Message, ms(h.Since), ms(h.CheckedAt), h.ConsecutiveFailures)
+	}
 	meta := "{}"
 	if len(d.Metadata) > 0 {
 		keys := slices.Sorted(maps.Keys(d.Metadata))
@@ -183,6 +188,7 @@ func fields(d *Document) [][2]string {
 		{"deleted", fmt.Sprint(d.Deleted)},
 		{"deletedAt", msp(d.DeletedAt)},
 		{"lastTest", test},
+		{"health", health},
 	}
 }
 

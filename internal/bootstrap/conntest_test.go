@@ -89,9 +89,11 @@ func TestConnectionTestsAgainstRealServers(t *testing.T) {
 	closed := register("closed-port", "POSTGRESQL", pg, func(b map[string]any) { b["port"] = 1 })
 	expect("closed port", closed, "failure", "CONNECTION_REFUSED")
 
-	// Every attempt is in the history, the outcome without a secret.
+	// Every attempt is in the history, the outcome without a secret, and
+	// the first test moves the health from unknown to healthy.
 	evs := h.streamMessages(events.EventSubject(pgOK))
-	if len(evs) != 2 || !strings.Contains(string(evs[1].Data), `"status":"success"`) {
+	if len(evs) != 3 || !strings.Contains(string(evs[1].Data), `"status":"success"`) || !strings.Contains(string(evs[1].Data), `"origin":"api"`) ||
+		!strings.Contains(string(evs[2].Data), events.TypeConnectionHealthChangedV1) || !strings.Contains(string(evs[2].Data), `"status":"healthy"`) {
 		t.Fatalf("events of the tested connection: %d", len(evs))
 	}
 	// Rate limit: 3 a minute per connection.
@@ -140,7 +142,7 @@ func TestSSRFGuardRefusesAndRecords(t *testing.T) {
 			t.Fatalf("%s: %d %s", host, refused.status, refused.body)
 		}
 		evs := h.streamMessages(events.EventSubject(id))
-		if len(evs) != 2 || !strings.Contains(string(evs[1].Data), "HOST_REFUSED") {
+		if len(evs) != 3 || !strings.Contains(string(evs[1].Data), "HOST_REFUSED") || !strings.Contains(string(evs[2].Data), `"status":"failing"`) {
 			t.Fatalf("%s: the refusal is not recorded (%d events)", host, len(evs))
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -129,7 +130,7 @@ func parseInstant(s string) (time.Time, bool) {
 
 // listParams are the query parameters of a list, besides metadata.<key>.
 var listParams = []string{"page", "limit", "cursor", "type", "host", "databaseName", "configName",
-	"createdFrom", "createdTo", "sortBy", "sortOrder", "include"}
+	"createdFrom", "createdTo", "sortBy", "sortOrder", "include", "health"}
 
 func invalidParam(name, reason string) error {
 	return badRequest(CodeInvalidQueryParam, "Invalid query parameter", name+" "+reason+".", map[string]string{name: reason})
@@ -194,6 +195,12 @@ func parseListQuery(values url.Values, header http.Header) (readmodel.ListQuery,
 			t = t.Add(time.Millisecond) // an instant is included
 		}
 		q.CreatedBefore = &t
+	}
+	switch h := values.Get("health"); h {
+	case "", events.HealthHealthy, events.HealthFailing, events.HealthUnknown:
+		q.Health = h
+	default:
+		return q, invalidParam("health", "must be healthy, failing or unknown")
 	}
 	switch s := values.Get("sortBy"); s {
 	case "", readmodel.SortCreatedAt, readmodel.SortUpdatedAt, readmodel.SortConfigName:

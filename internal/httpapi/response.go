@@ -28,6 +28,9 @@ type connectionResponse struct {
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	CreatedAt    string            `json:"createdAt"`
 	UpdatedAt    string            `json:"updatedAt"`
+	// Health is what the connection's tests (the monitor's and the API's)
+	// say about it; status "unknown" until the first test.
+	Health healthResponse `json:"health"`
 	// SealedSecrets is present only for include=sealedSecrets.
 	SealedSecrets *sealedSecretsResponse `json:"sealedSecrets,omitempty"`
 
@@ -70,7 +73,24 @@ type listResponse struct {
 	NextCursor string `json:"nextCursor,omitempty"`
 }
 
+type healthResponse struct {
+	Status              string `json:"status"`
+	Reason              string `json:"reason,omitempty"`
+	Message             string `json:"message,omitempty"`
+	CheckedAt           string `json:"checkedAt,omitempty"`
+	Since               string `json:"since,omitempty"`
+	ConsecutiveFailures int    `json:"consecutiveFailures"`
+}
+
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// optionalTime is rfc3339, or "" for the zero time.
+func optionalTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return rfc3339(t)
+}
 
 func fromAggregate(c *domain.Connection) connectionResponse {
 	s := c.Spec()
@@ -92,6 +112,9 @@ func fromAggregate(c *domain.Connection) connectionResponse {
 	if s.SSL != nil {
 		r.SSL = &sslResponse{Mode: s.SSL.Mode}
 	}
+	h := c.Health()
+	r.Health = healthResponse{Status: h.Status, Reason: h.Reason, Message: h.Message, CheckedAt: optionalTime(h.CheckedAt),
+		Since: optionalTime(h.Since), ConsecutiveFailures: h.ConsecutiveFailures}
 	return r
 }
 
@@ -113,6 +136,11 @@ func fromDocument(d *readmodel.Document) connectionResponse {
 	}
 	if d.SSL != nil {
 		r.SSL = &sslResponse{Mode: d.SSL.Mode}
+	}
+	r.Health = healthResponse{Status: d.HealthStatus()}
+	if h := d.Health; h != nil {
+		r.Health.Reason, r.Health.Message, r.Health.ConsecutiveFailures = h.Reason, h.Message, h.ConsecutiveFailures
+		r.Health.CheckedAt, r.Health.Since = optionalTime(h.CheckedAt), optionalTime(h.Since)
 	}
 	return r
 }

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -325,6 +326,13 @@ func listFilter(q readmodel.ListQuery) bson.D {
 	}
 	if created != nil {
 		f = append(f, bson.E{Key: "createdAt", Value: created})
+	}
+	switch q.Health {
+	case "":
+	case events.HealthUnknown: // no health status yet ($nin also matches a missing field)
+		f = append(f, bson.E{Key: "health.status", Value: bson.D{{Key: "$nin", Value: bson.A{events.HealthHealthy, events.HealthFailing}}}})
+	default:
+		f = append(f, bson.E{Key: "health.status", Value: q.Health})
 	}
 	return f
 }
