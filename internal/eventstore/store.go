@@ -133,8 +133,8 @@ func (s *Store) expectedSequence(ctx context.Context, a commands.Append) (uint64
 	return last.Sequence, nil
 }
 
-// claim makes aggregateID the holder of a name and returns the claim's
-// sequence. It fails with domain.ErrNameTaken when another connection holds
+// claim makes aggregateID the holder of a name and returns the sequence of
+// the claim it wrote (0 when the aggregate held the name already). It fails with domain.ErrNameTaken when another connection holds
 // the name.
 func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID string) (uint64, error) {
 	for attempt := 0; attempt < 5; attempt++ {
@@ -143,7 +143,10 @@ func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID str
 			return 0, err
 		}
 		if holder == aggregateID {
-			return last.Sequence, nil // a retry of our own claim
+			// Held before this append (a retry, or a concurrent retry of
+			// one idempotent create): 0 says it is not this append's to
+			// give back should its events be refused.
+			return 0, nil
 		}
 		if holder != "" {
 			stale, err := s.abandoned(ctx, n, holder, last)
