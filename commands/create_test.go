@@ -243,3 +243,32 @@ func TestIdempotentCreateOfATakenName(t *testing.T) {
 		t.Fatalf("err = %v, want domain.ErrNameTaken", err)
 	}
 }
+
+// TestConcurrentCreatesOfOneNameMakeOneConnection: of many creates of one
+// name (in any case) exactly one is stored; the others are told the name is
+// taken.
+func TestConcurrentCreatesOfOneNameMakeOneConnection(t *testing.T) {
+	f := newFixture(t)
+	const n = 24
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		name := []string{"hot-name", "HOT-NAME", "Hot-Name"}[i%3]
+		wg.Go(func() {
+			_, errs[i] = f.create.Handle(ctx(t), commands.CreateConnection{Input: input(name), Origin: origin})
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, domain.ErrNameTaken):
+			t.Errorf("a losing create: %v", err)
+		}
+	}
+	if won != 1 || f.aggregates() != 1 {
+		t.Fatalf("%d creates won, %d connections stored; want 1 and 1", won, f.aggregates())
+	}
+}
