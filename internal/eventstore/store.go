@@ -97,9 +97,14 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		// Give the name back when the server refused the events. When the
 		// answer was lost (a timeout, a broken connection) the events may be
 		// stored: the claim stays, and the lease check decides later from
-		// what the stream holds.
+		// what the stream holds. The claim is the aggregate's, not this
+		// append's: when another append of the same aggregate (a concurrent
+		// retry of one idempotent create) stored an event that uses the
+		// name, the claim stays too.
 		if a.Claim != nil && claimed > 0 && !domain.IsUnavailable(err) {
-			_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
+			if used, uerr := s.usesName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID); uerr == nil && !used {
+				_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
+			}
 		}
 		return 0, err
 	}
@@ -111,6 +116,23 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		}
 	}
 	return seq, nil
+}
+
+// usesName reports whether an aggregate's stored history ends with a live
+// connection of that name.
+func (s *Store) usesName(ctx context.Context, n commands.NameClaim, aggregateID string) (bool, error) {
+	history, _, err := s.Load(ctx, aggregateID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	conn, err := domain.Rebuild(history)
+	if err != nil {
+		return false, err
+	}
+	return !conn.Deleted() && strings.EqualFold(conn.Spec().ConfigName, n.ConfigName), nil
 }
 
 // expectedSequence checks the aggregate is at the expected version and
@@ -133,8 +155,8 @@ func (s *Store) expectedSequence(ctx context.Context, a commands.Append) (uint64
 	return last.Sequence, nil
 }
 
-// claim makes aggregateID the holder of a name and returns the sequence of
-// the claim it wrote (0 when the aggregate held the name already). It fails with domain.ErrNameTaken when another connection holds
+// claim makes aggregateID the holder of a name and returns the claim's
+// sequence. It fails with domain.ErrNameTaken when another connection holds
 // the name.
 func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID string) (uint64, error) {
 	for attempt := 0; attempt < 5; attempt++ {
@@ -143,10 +165,7 @@ func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID str
 			return 0, err
 		}
 		if holder == aggregateID {
-			// Held before this append (a retry, or a concurrent retry of
-			// one idempotent create): 0 says it is not this append's to
-			// give back should its events be refused.
-			return 0, nil
+			return last.Sequence, nil // a retry of our own claim
 		}
 		if holder != "" {
 			stale, err := s.abandoned(ctx, n, holder, last)

@@ -74,6 +74,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"FailedAppendGivesItsClaimBack", testFailedAppendGivesBack},
 		{"FailedAppendKeepsANameHeldBefore", testFailedAppendKeepsHeldName},
 		{"ConcurrentCreatesOfOneNameLetOneWin", testConcurrentCreates},
+		{"ConcurrentCreatesOfOneAggregateKeepItsName", testConcurrentSameAggregate},
 		{"ConcurrentRenamesToOneNameLetOneWin", testConcurrentRenames},
 		{"AbandonedClaimIsTakenOverAfterTheGrace", testAbandonedClaim},
 		{"LostReleaseOfARenameIsRecognised", testLostRenameRelease},
@@ -330,17 +331,16 @@ func testExpectedVersionUnknown(t *testing.T, h Harness) {
 	}
 }
 
-func testConcurrentAppends(t *testing.T, h Harness) {
-	id, _ := create(t, h.Store, "contended")
-	const n = 20
+// race runs the n appends next(i) returns at once and counts those that
+// succeed; every other one must fail with loss.
+func race(t *testing.T, s Store, n int, next func(i int) commands.Append, loss error) int {
+	t.Helper()
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	c := ctx(t)
 	for i := range n {
-		wg.Go(func() {
-			_, errs[i] = h.Store.Append(c, commands.Append{AggregateID: id, ExpectedVersion: 1,
-				Events: []events.Event{moved(id, 2, fmt.Sprintf("h%d.example.com", i))}})
-		})
+		a := next(i)
+		wg.Go(func() { _, errs[i] = s.Append(c, a) })
 	}
 	wg.Wait()
 	won := 0
@@ -348,10 +348,19 @@ func testConcurrentAppends(t *testing.T, h Harness) {
 		switch {
 		case err == nil:
 			won++
-		case !errors.Is(err, domain.ErrConcurrentChange):
-			t.Errorf("a losing append: %v, want domain.ErrConcurrentChange", err)
+		case !errors.Is(err, loss):
+			t.Errorf("a losing append: %v, want %v", err, loss)
 		}
 	}
+	return won
+}
+
+func testConcurrentAppends(t *testing.T, h Harness) {
+	id, _ := create(t, h.Store, "contended")
+	const n = 20
+	won := race(t, h.Store, n, func(i int) commands.Append {
+		return commands.Append{AggregateID: id, ExpectedVersion: 1, Events: []events.Event{moved(id, 2, fmt.Sprintf("h%d.example.com", i))}}
+	}, domain.ErrConcurrentChange)
 	if evs, _ := history(t, h.Store, id); won != 1 || len(evs) != 2 {
 		t.Fatalf("%d of %d appends at version 1 won, %d events stored; want exactly one", won, n, len(evs))
 	}
@@ -521,6 +530,23 @@ func testConcurrentCreates(t *testing.T, h Harness) {
 	ids, err := h.Store.AggregateIDs(c)
 	if err != nil || len(ids) != 1 {
 		t.Fatalf("aggregates after the race: %v, %v; want one", ids, err)
+	}
+}
+
+// testConcurrentSameAggregate: concurrent retries of one idempotent create
+// append the same aggregate with the same name, each with its own event ids.
+// One is stored; the losers must not give back the claim the winner's event
+// relies on, whichever of them wrote it.
+func testConcurrentSameAggregate(t *testing.T, h Harness) {
+	for round := range 10 {
+		id, name := uuid.NewString(), fmt.Sprintf("retried-%d", round)
+		won := race(t, h.Store, 8, func(int) commands.Append {
+			return commands.Append{AggregateID: id, Events: []events.Event{created(id, name)}, Claim: claim(name)}
+		}, domain.ErrConcurrentChange)
+		if evs, _ := history(t, h.Store, id); won != 1 || len(evs) != 1 {
+			t.Fatalf("round %d: %d appends won, %d events stored; want 1 and 1", round, won, len(evs))
+		}
+		assertTaken(t, h.Store, name)
 	}
 }
 
