@@ -29,6 +29,10 @@ func TestHandlersRefuseMissingDependencies(t *testing.T) {
 			_, err := commands.NewTestHandler(commands.TestDeps{Store: f.store, History: f.store, Unsealer: f.sealer, NewID: f.ids.next, Now: f.clock.now})
 			return err
 		},
+		"secrets read": func() error {
+			_, err := commands.NewSecretsReadHandler(f.store, f.store, nil, f.ids.next, f.clock.now)
+			return err
+		},
 		"reseal": func() error {
 			_, err := commands.NewResealHandler(commands.ResealDeps{IDs: f.store, History: f.store, Store: f.store, NewID: f.ids.next, Now: f.clock.now})
 			return err
@@ -270,5 +274,30 @@ func TestConcurrentCreatesOfOneNameMakeOneConnection(t *testing.T) {
 	}
 	if won != 1 || f.aggregates() != 1 {
 		t.Fatalf("%d creates won, %d connections stored; want 1 and 1", won, f.aggregates())
+	}
+}
+
+func TestCreateSealsTheClientKey(t *testing.T) {
+	f := newFixture(t)
+	in := withClientKey("tls-db")
+	key := in.SSL.Key
+	res, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: in, Origin: origin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Trim(string(key), "\x00") != "" {
+		t.Fatal("the caller's private key was not wiped")
+	}
+	p := f.history(res.Connection.ID())[0].Payload.(*events.ConnectionCreatedV1)
+	if p.SSL == nil || p.SSL.Key == nil || p.SSL.Mode != "verify-full" || strings.Contains(p.SSL.Key.Ciphertext, "PRIVATE KEY") {
+		t.Fatalf("ssl block %+v", p.SSL)
+	}
+	_, want := clientCert()
+	plain, err := f.sealer.Unseal(ctx(t), res.Connection.ID(), domain.SealedSecret{Scheme: p.SSL.Key.Scheme, KeyName: p.SSL.Key.KeyName, Ciphertext: p.SSL.Key.Ciphertext})
+	if err != nil || string(plain) != string(want) {
+		t.Fatalf("the sealed key opens as %d bytes (%v)", len(plain), err)
+	}
+	if f.sealer.count() != 2 {
+		t.Fatalf("%d seals, want the password and the key", f.sealer.count())
 	}
 }

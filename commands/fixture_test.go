@@ -2,8 +2,15 @@ package commands_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"sync"
@@ -137,10 +144,47 @@ func input(name string) domain.SpecInput {
 		Port: 5432, DatabaseName: "ledger", UserName: "app", Password: []byte("pw-of-" + name)}
 }
 
+// clientCert is a client certificate and its private key in PEM, made once
+// per test binary, for connections with a client key.
+var clientCert = sync.OnceValues(func() (string, []byte) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "app"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})
+})
+
+// withClientKey is a valid create request for name with a client
+// certificate and its key (a fresh copy the handler may wipe).
+func withClientKey(name string) domain.SpecInput {
+	in := input(name)
+	cert, key := clientCert()
+	in.SSL = &domain.SSLInput{Mode: "verify-full", CA: cert, Cert: cert, Key: slices.Clone(key)}
+	return in
+}
+
 // mustCreate registers a connection and returns its id.
 func (f *fixture) mustCreate(name string) string {
 	f.t.Helper()
-	res, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Input: input(name), Origin: origin})
+	return f.mustCreateFrom(input(name))
+}
+
+// mustCreateFrom registers a connection from in and returns its id.
+func (f *fixture) mustCreateFrom(in domain.SpecInput) string {
+	f.t.Helper()
+	name := in.ConfigName
+	res, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Input: in, Origin: origin})
 	if err != nil {
 		f.t.Fatalf("create %q: %v", name, err)
 	}

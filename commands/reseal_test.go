@@ -136,19 +136,22 @@ func (f *resealFixture) reseal(store commands.EventStore, workers int, progress 
 	return h.Handle(ctx(f.t), commands.ResealCredentials{Origin: domain.Origin{Actor: "reseal"}, Progress: progress})
 }
 
-// password is the sealed password of a connection as its history leaves it.
-func (f *resealFixture) password(id string) domain.SealedSecret {
+// credentials are the sealed secrets of a connection as its history leaves
+// them.
+func (f *resealFixture) credentials(id string) domain.Credentials {
 	f.t.Helper()
 	conn, err := domain.Rebuild(f.history(id))
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return conn.Credentials().Password
+	return conn.Credentials()
 }
+
+func (f *resealFixture) password(id string) domain.SealedSecret { return f.credentials(id).Password }
 
 func TestResealRotatesWhatIsStaleOnce(t *testing.T) {
 	f := newResealFixture(t)
-	stale := []string{f.mustCreate("alpha"), f.mustCreate("bravo"), f.mustCreate("charlie")}
+	stale := []string{f.mustCreate("alpha"), f.mustCreate("bravo"), f.mustCreateFrom(withClientKey("charlie"))}
 	gone := f.mustCreate("delta")
 	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: gone, Origin: origin}); err != nil {
 		t.Fatal(err)
@@ -189,6 +192,15 @@ func TestResealRotatesWhatIsStaleOnce(t *testing.T) {
 		pw := f.password(id)
 		if v, _ := sealedVersion(pw); v != 2 {
 			t.Fatalf("password of %s at key version %d after the reseal", id, v)
+		}
+		if key := f.credentials(id).SSLKey; !key.IsZero() {
+			plain, err := f.keys.Unseal(ctx(t), id, key)
+			_, want := clientCert()
+			if v, _ := sealedVersion(key); v != 2 || err != nil || string(plain) != string(want) {
+				t.Fatalf("client key of %s at key version %d after the reseal (%v)", id, v, err)
+			}
+		} else if i == 2 {
+			t.Fatal("the client key was lost")
 		}
 		plain, err := f.keys.Unseal(ctx(t), id, pw)
 		if name := []string{"alpha", "bravo", "charlie"}[i]; err != nil || string(plain) != "pw-of-"+name {

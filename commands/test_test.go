@@ -27,6 +27,7 @@ type fixedProber struct {
 	calls    int
 	target   commands.ProbeTarget
 	password string // the plaintext as the prober saw it
+	sslKey   string
 }
 
 // probeAnswer is what a fixedProber answers.
@@ -41,6 +42,9 @@ func (p *fixedProber) Probe(_ context.Context, t commands.ProbeTarget) (commands
 	p.calls++
 	p.target = t
 	p.password = string(t.Password)
+	if t.SSL != nil {
+		p.sslKey = string(t.SSL.Key)
+	}
 	return p.res.res, p.res.err
 }
 
@@ -226,5 +230,23 @@ func TestProbeSpecStoresNothing(t *testing.T) {
 	}
 	if f.aggregates() != 0 || f.sealer.count() != 0 {
 		t.Fatal("a probe of an unsaved spec stored or sealed something")
+	}
+}
+
+// TestConnectionTestUnsealsTheClientKeyForTheAttemptOnly: the client key
+// reaches the prober in plaintext and is wiped after the attempt.
+func TestConnectionTestUnsealsTheClientKeyForTheAttemptOnly(t *testing.T) {
+	f := newFixture(t)
+	id := f.mustCreateFrom(withClientKey("tls-db"))
+	p := &fixedProber{res: probeAnswer{res: commands.ProbeResult{Status: domain.TestSucceeded}}}
+	if _, err := f.testHandler(f.store, p, f.sealer, 10).Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin}); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := clientCert()
+	if p.sslKey != string(key) || p.target.SSL.Cert != cert || p.target.SSL.Mode != "verify-full" {
+		t.Fatalf("the prober saw key %d bytes, ssl %+v", len(p.sslKey), p.target.SSL)
+	}
+	if strings.Trim(string(p.target.SSL.Key), "\x00") != "" {
+		t.Fatal("the unsealed client key was not wiped after the attempt")
 	}
 }
