@@ -145,7 +145,9 @@ func input(name string) domain.SpecInput {
 }
 
 // clientCert is a client certificate and its private key in PEM, made once
-// per test binary, for connections with a client key.
+// per test binary, for connections with a client key. (dbtest.CA makes
+// certificates too, but importing dbtest links FerretDB and the database
+// drivers into a test binary that should build and start in a moment.)
 var clientCert = sync.OnceValues(func() (string, []byte) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
