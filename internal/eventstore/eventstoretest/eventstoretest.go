@@ -575,6 +575,10 @@ func testConcurrentRenames(t *testing.T, h Harness) {
 			winner = i
 		case !errors.Is(err, domain.ErrNameTaken):
 			t.Errorf("a losing rename: %v, want domain.ErrNameTaken", err)
+		default:
+			if evs, _ := history(t, h.Store, ids[i]); len(evs) != 1 {
+				t.Errorf("a losing rename stored its event (%d events)", len(evs))
+			}
 		}
 	}
 	if winner < 0 {
