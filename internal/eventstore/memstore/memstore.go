@@ -20,8 +20,8 @@ import (
 	"github.com/connreg/registry/events"
 )
 
-// DefaultClaimGrace is the claim lease of a new Store, the NATS store's
-// default.
+// DefaultClaimGrace is the claim lease of a new Store: the NATS store's
+// with its default timeout.
 const DefaultClaimGrace = 30 * time.Second
 
 // Store holds every aggregate's events as their encoded envelopes (so a
