@@ -97,9 +97,14 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		// Give the name back when the server refused the events. When the
 		// answer was lost (a timeout, a broken connection) the events may be
 		// stored: the claim stays, and the lease check decides later from
-		// what the stream holds.
+		// what the stream holds. The claim is the aggregate's, not this
+		// append's: when another append of the same aggregate (a concurrent
+		// retry of one idempotent create) stored an event that uses the
+		// name, the claim stays too.
 		if a.Claim != nil && claimed > 0 && !domain.IsUnavailable(err) {
-			_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
+			if used, uerr := s.usesName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID); uerr == nil && !used {
+				_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
+			}
 		}
 		return 0, err
 	}
@@ -111,6 +116,23 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		}
 	}
 	return seq, nil
+}
+
+// usesName reports whether an aggregate's stored history ends with a live
+// connection of that name.
+func (s *Store) usesName(ctx context.Context, n commands.NameClaim, aggregateID string) (bool, error) {
+	history, _, err := s.Load(ctx, aggregateID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	conn, err := domain.Rebuild(history)
+	if err != nil {
+		return false, err
+	}
+	return !conn.Deleted() && strings.EqualFold(conn.Spec().ConfigName, n.ConfigName), nil
 }
 
 // expectedSequence checks the aggregate is at the expected version and

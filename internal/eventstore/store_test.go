@@ -187,54 +187,6 @@ func TestCrashBetweenClaimAndEvent(t *testing.T) {
 	}
 }
 
-// TestCrashBetweenRenameAndRelease: a rename stored its event but died
-// before releasing the old name; once the grace period is over the old name
-// is recognised as unused and can be taken.
-func TestCrashBetweenRenameAndRelease(t *testing.T) {
-	f := newFixture(t)
-	f.store.ClaimGrace = 300 * time.Millisecond
-	id := uuid.NewString()
-	if _, err := f.store.Append(t.Context(), createAppend(id, "before")); err != nil {
-		t.Fatal(err)
-	}
-	renamed := "after"
-	rename := events.Event{
-		Metadata: events.Metadata{EventID: uuid.NewString(), AggregateID: id, AggregateVersion: 2, OccurredAt: time.Now(), Actor: "test"},
-		Payload:  &events.ConnectionUpdatedV1{Changed: []string{events.FieldConfigName}, ConfigName: &renamed},
-	}
-	// The rename's claim and event, without the release of the old name.
-	a := commands.Append{AggregateID: id, ExpectedVersion: 1, Events: []events.Event{rename},
-		Claim: &commands.NameClaim{Organization: "default", ConfigName: "after"}}
-	if _, err := f.store.Append(t.Context(), a); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(f.store.ClaimGrace)
-	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "before")); err != nil {
-		t.Fatalf("the old name stayed blocked: %v", err)
-	}
-	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "after")); !errors.Is(err, domain.ErrNameTaken) {
-		t.Fatalf("the new name is not held: %v", err)
-	}
-}
-
-// TestFailedAppendGivesTheClaimBack: when the event cannot be stored (the
-// aggregate moved), the name just claimed is released at once.
-func TestFailedAppendGivesTheClaimBack(t *testing.T) {
-	f := newFixture(t)
-	id := uuid.NewString()
-	if _, err := f.store.Append(t.Context(), createAppend(id, "taken-once")); err != nil {
-		t.Fatal(err)
-	}
-	// A second create of the same aggregate id with another name fails on
-	// the aggregate's expected sequence after claiming the name.
-	if _, err := f.store.Append(t.Context(), createAppend(id, "wanted")); !errors.Is(err, domain.ErrConcurrentChange) {
-		t.Fatalf("err = %v", err)
-	}
-	if _, err := f.store.Append(t.Context(), createAppend(uuid.NewString(), "wanted")); err != nil {
-		t.Fatalf("the claim of the failed append was not given back: %v", err)
-	}
-}
-
 // TestRetriedAppendIsStoredOnce: a writer whose commit reached the server but
 // whose answer was lost retries the same events; they are stored once and the
 // retry answers with the stored sequence.
