@@ -102,7 +102,13 @@ func TestConnectionTestIsRecorded(t *testing.T) {
 			if res.Status != tc.wantStatus || res.Reason != tc.wantReason {
 				t.Fatalf("answer %+v, want %s %s", res, tc.wantStatus, tc.wantReason)
 			}
-			evs := f.assertHistory(id, "created", "tested")
+			// The first test moves the health from unknown, so a
+			// health-changed event follows the tested one.
+			evs := f.assertHistory(id, "created", "tested", "health-changed")
+			if hc := evs[2].Payload.(*events.ConnectionHealthChangedV1); hc.Previous != events.HealthUnknown ||
+				(hc.Status == events.HealthHealthy) != (tc.wantStatus == domain.TestSucceeded) || hc.Reason != tc.wantReason {
+				t.Fatalf("health change %+v", hc)
+			}
 			e := evs[1]
 			got := e.Payload.(*events.ConnectionTestedV1)
 			if got.Status != tc.wantStatus || got.Reason != tc.wantReason || got.LatencyMs != tc.answer.res.Latency.Milliseconds() ||
@@ -131,7 +137,7 @@ func TestConnectionTestIsRateLimited(t *testing.T) {
 	if p.calls != 2 {
 		t.Fatalf("the prober was called %d times, want 2", p.calls)
 	}
-	f.assertHistory(id, "created", "tested", "tested")
+	f.assertHistory(id, "created", "tested", "health-changed", "tested")
 	f.clock.advance(limited.RetryAfter) // the handler's clock drives the limiter
 	if _, err := h.Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin}); err != nil {
 		t.Fatalf("after Retry-After: %v", err)
@@ -190,8 +196,8 @@ func TestConnectionTestRecordsAfterAConcurrentChange(t *testing.T) {
 		wantErr error
 		want    []string
 	}{
-		{1, nil, []string{"created", "updated", "tested"}},
-		{commands.MaxConflictRetries, nil, []string{"created", "updated", "updated", "updated", "tested"}},
+		{1, nil, []string{"created", "updated", "tested", "health-changed"}},
+		{commands.MaxConflictRetries, nil, []string{"created", "updated", "updated", "updated", "tested", "health-changed"}},
 		{commands.MaxConflictRetries + 1, domain.ErrConcurrentChange, []string{"created", "updated", "updated", "updated", "updated"}},
 	}
 	for _, tc := range tests {
