@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -90,10 +89,7 @@ func (c *Connection) ParsePatch(in PatchInput) (Patch, Secrets, error) {
 		}
 	}
 	if in.Schema != nil {
-		s := strings.TrimSpace(*in.Schema)
-		if utf8.RuneCountInString(s) > MaxNameFieldLength {
-			v.Add("schema", ViolationBadValue, fmt.Sprintf("must be at most %d characters long", MaxNameFieldLength))
-		}
+		s := optionalText(&v, "schema", *in.Schema)
 		if s == "" {
 			s = next.Engine.DefaultSchema()
 		}

@@ -121,11 +121,7 @@ func ParseSpec(in SpecInput) (Spec, Secrets, error) {
 	}
 
 	if in.Schema != nil && strings.TrimSpace(*in.Schema) != "" {
-		s := strings.TrimSpace(*in.Schema)
-		if utf8.RuneCountInString(s) > MaxNameFieldLength {
-			v.Add("schema", ViolationBadValue, fmt.Sprintf("must be at most %d characters long", MaxNameFieldLength))
-		}
-		spec.Schema = s
+		spec.Schema = optionalText(&v, "schema", *in.Schema)
 	} else {
 		spec.Schema = spec.Engine.DefaultSchema()
 	}
@@ -145,13 +141,34 @@ func ParseSpec(in SpecInput) (Spec, Secrets, error) {
 	return spec, secrets, nil
 }
 
+// requiredText validates a required free-text field (databaseName,
+// userName): surrounding white space is trimmed, as it always was, and what
+// remains must pass checkText and the length limit.
 func requiredText(v *ValidationError, path, s string) string {
 	s = strings.TrimSpace(s)
+	if err := checkText(s); err != nil {
+		v.Add(path, ViolationInvalid, err.Error())
+		return ""
+	}
 	switch n := utf8.RuneCountInString(s); {
 	case n == 0:
 		v.Add(path, ViolationMissing, "is required")
 	case n > MaxNameFieldLength:
 		v.Add(path, ViolationInvalid, fmt.Sprintf("must be at most %d characters long", MaxNameFieldLength))
+	}
+	return s
+}
+
+// optionalText validates an optional free-text field (schema) the way
+// requiredText does; an empty result means the field was blank.
+func optionalText(v *ValidationError, path, s string) string {
+	s = strings.TrimSpace(s)
+	if err := checkText(s); err != nil {
+		v.Add(path, ViolationBadValue, err.Error())
+		return ""
+	}
+	if utf8.RuneCountInString(s) > MaxNameFieldLength {
+		v.Add(path, ViolationBadValue, fmt.Sprintf("must be at most %d characters long", MaxNameFieldLength))
 	}
 	return s
 }

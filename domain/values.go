@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // DefaultOrganization is the only organization until authentication lands;
@@ -74,6 +73,9 @@ func (e Engine) ParseSSLMode(s string) (string, error) {
 // letters, digits, '_' and '-'. The case is kept; uniqueness ignores it.
 func ParseConfigName(s string) (string, error) {
 	s = strings.TrimSpace(s)
+	if err := checkText(s); err != nil {
+		return "", err
+	}
 	if n := len(s); n < 3 || n > 100 {
 		return "", fmt.Errorf("must be 3 to 100 characters long")
 	}
@@ -87,6 +89,9 @@ func ParseConfigName(s string) (string, error) {
 // letters, digits, '_' and '-', stored in lower case.
 func ParseProductName(s string) (string, error) {
 	s = strings.TrimSpace(s)
+	if err := checkText(s); err != nil {
+		return "", err
+	}
 	if s == "" {
 		return "", fmt.Errorf("is required")
 	}
@@ -104,6 +109,9 @@ func ParseProductName(s string) (string, error) {
 func ParseHost(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("is required")
+	}
+	if err := checkText(s); err != nil {
+		return "", err
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		if a.Zone() != "" {
@@ -133,36 +141,6 @@ func ParseHost(s string) (string, error) {
 		}
 	}
 	return s, nil
-}
-
-// Metadata limits.
-const (
-	MaxMetadataKeys        = 50
-	MaxMetadataKeyLength   = 100
-	MaxMetadataValueLength = 2000
-)
-
-func validateMetadata(md map[string]string, v *ValidationError) {
-	if len(md) > MaxMetadataKeys {
-		v.Add("metadata", ViolationBadValue, fmt.Sprintf("must have at most %d keys", MaxMetadataKeys))
-	}
-	for k, val := range md {
-		path := "metadata." + k
-		if len(path) > 120 {
-			path = path[:120]
-		}
-		switch n := utf8.RuneCountInString(k); {
-		case n == 0:
-			v.Add("metadata", ViolationMetadataKeyTooLong, "keys must not be empty")
-		case n > MaxMetadataKeyLength:
-			v.Add(path, ViolationMetadataKeyTooLong,
-				fmt.Sprintf("key must be at most %d characters long", MaxMetadataKeyLength))
-		}
-		if utf8.RuneCountInString(val) > MaxMetadataValueLength {
-			v.Add(path, ViolationMetadataValueTooLong,
-				fmt.Sprintf("must be at most %d characters long", MaxMetadataValueLength))
-		}
-	}
 }
 
 func validateCertificatePEM(s string) error {
