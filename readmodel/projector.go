@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,7 +40,22 @@ type Parked struct {
 // another version: another projector wrote in between.
 var ErrConflict = errors.New("readmodel: document changed concurrently")
 
-// Store is where the projector keeps the documents.
+// RefusedError is returned by a Store's Write when it refused some
+// documents for good (a MongoDB "invalid key", a document it cannot encode)
+// and wrote all the others: retrying would be refused again, so the
+// projector parks the events of those documents instead of retrying the
+// batch forever. It may be joined with ErrConflict.
+type RefusedError struct {
+	Reasons map[string]string // document id -> the store's reason
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("readmodel: the store refused %d document(s) permanently", len(e.Reasons))
+}
+
+// Store is where the projector keeps the documents. Write refuses a
+// document it can never store with a *RefusedError and still writes the
+// others; any other error means the batch is worth retrying.
 type Store interface {
 	Documents(ctx context.Context, ids []string) (map[string]*Document, error)
 	Write(ctx context.Context, writes []Write) error
@@ -114,6 +130,7 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 			known = append(known, id)
 		}
 	}
+	refused := map[string]string{} // ids the store refused for good: their events are parked
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			known = ids
@@ -131,6 +148,10 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		blocked := map[string]bool{}
 		for _, d := range evs {
 			id := d.ev.AggregateID
+			if reason, ok := refused[id]; ok {
+				parkedNow = append(parkedNow, p.park(d.msg, fmt.Errorf("the read model refused the document of %s: %s", id, reason)))
+				continue
+			}
 			if blocked[id] {
 				parkedNow = append(parkedNow, p.park(d.msg, fmt.Errorf("%w: an earlier event of %s in this batch was parked", ErrGap, id)))
 				continue
@@ -153,6 +174,29 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 			}
 		}
 		err = p.store.Write(ctx, writes)
+		var refusal *RefusedError
+		if errors.As(err, &refusal) && len(refusal.Reasons) > 0 {
+			for id, reason := range refusal.Reasons {
+				refused[id] = reason
+			}
+			if !errors.Is(err, ErrConflict) {
+				// The others are written: park every event of the refused
+				// documents in this batch, and go on.
+				writes = slices.DeleteFunc(writes, func(w Write) bool { _, ok := refused[w.Doc.ID]; return ok })
+				already := map[uint64]bool{}
+				for _, pk := range parkedNow {
+					already[pk.Sequence] = true
+				}
+				for _, d := range evs {
+					if reason, ok := refused[d.ev.AggregateID]; ok && !already[d.msg.Sequence] {
+						parkedNow = append(parkedNow, p.park(d.msg, fmt.Errorf("the read model refused the document of %s: %s", d.ev.AggregateID, reason)))
+					}
+				}
+				err = nil
+			} else {
+				err = ErrConflict
+			}
+		}
 		if errors.Is(err, ErrConflict) && attempt < 3 {
 			clear(changed)
 			continue // another projector moved; re-read and re-fold

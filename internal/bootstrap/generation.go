@@ -131,6 +131,13 @@ type switchTo struct {
 // keeps; it is replaced by the new generation's documents at a switch.
 func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongostore.Repository, live *liveReadModel,
 	proj *readmodel.Projector, idx *readmodel.Index, meta mongostore.Meta, logger *slog.Logger) error {
+	// Events parked before this start are acknowledged and will not come
+	// back: say so at every start, so that a connection missing from lists
+	// is never a silent loss.
+	if n, err := base.ParkedCount(ctx); err == nil && n > 0 {
+		logger.Warn("the read model has parked events: their connections are missing or stale in lists",
+			"parkedEvents", n, "collection", mongostore.ParkedCollection)
+	}
 	backoff := time.Second
 	for {
 		gctx, cancel := context.WithCancel(ctx)

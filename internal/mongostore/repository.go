@@ -167,43 +167,153 @@ const maxReplacesPerCall = 48
 
 // Write implements readmodel.Store with unordered bulk writes: one of inserts
 // for the new documents, and replaces guarded by the previous version for
-// the others, at most maxReplacesPerCall per call.
+// the others, at most maxReplacesPerCall per call. A document the server (or
+// the BSON encoder) refuses for good does not fail the others: they are
+// written, and the refused ones come back in a *readmodel.RefusedError.
 func (r *Repository) Write(ctx context.Context, writes []readmodel.Write) error {
-	var inserts, replaces []mongo.WriteModel
+	var (
+		inserts, replaces     []mongo.WriteModel
+		insertIDs, replaceIDs []string
+		replaceDocs           []replaceOne
+		refused               = map[string]string{}
+	)
 	for _, w := range writes {
+		// Encoded here, one document at a time, so that one the encoder
+		// refuses (a NUL in a key) does not fail the whole bulk write.
+		raw, err := bson.Marshal(w.Doc)
+		if err != nil {
+			refused[w.Doc.ID] = "cannot encode the document: " + err.Error()
+			continue
+		}
 		if w.Previous == 0 {
-			inserts = append(inserts, mongo.NewInsertOneModel().SetDocument(w.Doc))
+			inserts = append(inserts, mongo.NewInsertOneModel().SetDocument(bson.Raw(raw)))
+			insertIDs = append(insertIDs, w.Doc.ID)
 			continue
 		}
 		replaces = append(replaces, mongo.NewReplaceOneModel().
 			SetFilter(bson.D{{Key: "_id", Value: w.Doc.ID}, {Key: "version", Value: w.Previous}}).
-			SetReplacement(w.Doc))
+			SetReplacement(bson.Raw(raw)))
+		replaceIDs = append(replaceIDs, w.Doc.ID)
+		replaceDocs = append(replaceDocs, replaceOne{w, bson.Raw(raw)})
 	}
 	conflict := false
 	if len(inserts) > 0 {
 		_, err := r.connections.BulkWrite(ctx, inserts, options.BulkWrite().SetOrdered(false))
-		switch {
-		case mongo.IsDuplicateKeyError(err):
-			conflict = true // the others were inserted; the caller re-reads and retries
-		case err != nil:
+		c, err := sortWriteErrors(err, insertIDs, refused)
+		if err != nil {
 			return unavailable(err)
 		}
+		conflict = conflict || c
 	}
 	for len(replaces) > 0 {
 		n := min(len(replaces), maxReplacesPerCall)
 		res, err := r.connections.BulkWrite(ctx, replaces[:n], options.BulkWrite().SetOrdered(false))
+		failed := 0
+		var bwe mongo.BulkWriteException
+		if errors.As(err, &bwe) {
+			failed = len(bwe.WriteErrors)
+		}
+		before := len(refused)
+		c, err := sortWriteErrors(err, replaceIDs[:n], refused)
 		if err != nil {
 			return unavailable(err)
 		}
-		if res.MatchedCount < int64(n) {
+		switch {
+		case len(refused) > before:
+			// FerretDB stops an update command at its first failed
+			// statement even when unordered: which of the others were
+			// applied is unknown, so they are written again one by one.
+			c, err := r.replaceEach(ctx, replaceDocs[:n], refused)
+			if err != nil {
+				return err
+			}
+			conflict = conflict || c
+		case c || res.MatchedCount < int64(n-failed):
 			conflict = true
 		}
-		replaces = replaces[n:]
+		replaces, replaceIDs, replaceDocs = replaces[n:], replaceIDs[n:], replaceDocs[n:]
 	}
+	var out []error
 	if conflict {
-		return readmodel.ErrConflict
+		out = append(out, readmodel.ErrConflict)
 	}
-	return nil
+	if len(refused) > 0 {
+		out = append(out, &readmodel.RefusedError{Reasons: refused})
+	}
+	return errors.Join(out...)
+}
+
+type replaceOne struct {
+	w   readmodel.Write
+	raw bson.Raw
+}
+
+// replaceEach writes each guarded replace on its own, skipping the refused
+// ones, and accepts a document already at its new version (written by the
+// bulk write that failed part way) as written.
+func (r *Repository) replaceEach(ctx context.Context, docs []replaceOne, refused map[string]string) (conflict bool, _ error) {
+	for _, d := range docs {
+		if _, ok := refused[d.w.Doc.ID]; ok {
+			continue
+		}
+		filter := bson.D{{Key: "_id", Value: d.w.Doc.ID},
+			{Key: "version", Value: bson.D{{Key: "$in", Value: bson.A{d.w.Previous, d.w.Doc.Version}}}}}
+		res, err := r.connections.ReplaceOne(ctx, filter, d.raw)
+		var we mongo.WriteException
+		switch {
+		case errors.As(err, &we) && len(we.WriteErrors) > 0 && we.WriteConcernError == nil &&
+			(permanentCodes[we.WriteErrors[0].Code] || strings.Contains(we.WriteErrors[0].Message, "invalid key")):
+			refused[d.w.Doc.ID] = fmt.Sprintf("code %d: %s", we.WriteErrors[0].Code, we.WriteErrors[0].Message)
+		case err != nil:
+			return false, unavailable(err)
+		case res.MatchedCount == 0:
+			conflict = true
+		}
+	}
+	return conflict, nil
+}
+
+// Server error codes that refuse one document for what it holds: writing it
+// again can only fail again (MongoDB's error_codes.yml).
+var permanentCodes = map[int]bool{
+	2:     true, // BadValue: FerretDB's "invalid key" ('$' prefix, '.', invalid UTF-8)
+	9:     true, // FailedToParse
+	14:    true, // TypeMismatch
+	52:    true, // DollarPrefixedFieldName
+	55:    true, // InvalidDBRef
+	56:    true, // EmptyFieldName
+	57:    true, // DottedFieldName
+	121:   true, // DocumentValidationFailure
+	10334: true, // BSONObjectTooLarge
+	17419: true, // document too large
+}
+
+// sortWriteErrors reads the result of one unordered bulk write whose models
+// are the documents ids, in order: a duplicate key is a conflict (another
+// projector inserted first), a permanent per-document error is recorded in
+// refused, and anything else (a write concern error, a network error, a
+// command error) is returned, for the whole batch to be retried.
+func sortWriteErrors(err error, ids []string, refused map[string]string) (conflict bool, _ error) {
+	if err == nil {
+		return false, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false, err
+	}
+	for _, we := range bwe.WriteErrors {
+		switch {
+		case we.Index < 0 || we.Index >= len(ids):
+			return false, err
+		case mongo.IsDuplicateKeyError(we):
+			conflict = true
+		case permanentCodes[we.Code] || strings.Contains(we.Message, "invalid key"):
+			refused[ids[we.Index]] = fmt.Sprintf("code %d: %s", we.Code, we.Message)
+		default:
+			return false, err
+		}
+	}
+	return conflict, nil
 }
 
 type parkedDoc struct {
@@ -241,6 +351,15 @@ func (r *Repository) Parked(ctx context.Context) ([]ParkedEvent, error) {
 		return nil, unavailable(err)
 	}
 	return out, nil
+}
+
+// ParkedCount is the number of parked events.
+func (r *Repository) ParkedCount(ctx context.Context) (int64, error) {
+	n, err := r.parked.CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return n, nil
 }
 
 // Get returns the document of a live connection.

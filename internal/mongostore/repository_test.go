@@ -87,3 +87,64 @@ func TestNoDeadIndexesOnFerretDB(t *testing.T) {
 		t.Fatalf("indexes on FerretDB: %v", names)
 	}
 }
+
+// TestWriteRefusesUnstorableDocumentsAndWritesTheRest: a document whose
+// metadata keys the store refuses for good ('$' prefix, '.', NUL, invalid
+// UTF-8) is reported by id in a *readmodel.RefusedError, and every other
+// document of the same call, insert or replace, is written.
+func TestWriteRefusesUnstorableDocumentsAndWritesTheRest(t *testing.T) {
+	repo := openRepo(t)
+	ctx := context.Background()
+	bad := []string{"$where", "$", "a.b", ".", "a..b", "a\x00b", "k\xff"}
+	writes := []readmodel.Write{{Doc: &readmodel.Document{ID: "fine", Version: 1}}}
+	for i, k := range bad {
+		writes = append(writes,
+			readmodel.Write{Doc: &readmodel.Document{ID: fmt.Sprintf("good-%d", i), Version: 1}},
+			readmodel.Write{Doc: &readmodel.Document{ID: fmt.Sprintf("bad-%d", i), Version: 1, Metadata: map[string]string{k: "v"}}})
+	}
+	checkRefused := func(err error, prefix string) {
+		t.Helper()
+		var refused *readmodel.RefusedError
+		if !errors.As(err, &refused) {
+			t.Fatalf("Write = %v, want a *readmodel.RefusedError", err)
+		}
+		if errors.Is(err, readmodel.ErrConflict) {
+			t.Errorf("Write = %v: a refusal is not a conflict", err)
+		}
+		for i := range bad {
+			if _, ok := refused.Reasons[fmt.Sprintf("%s-%d", prefix, i)]; !ok {
+				t.Errorf("%s-%d (key %q) not refused: %v", prefix, i, bad[i], refused.Reasons)
+			}
+		}
+		if len(refused.Reasons) != len(bad) {
+			t.Errorf("refused %v, want only the %d bad documents", refused.Reasons, len(bad))
+		}
+	}
+	checkRefused(repo.Write(ctx, writes), "bad")
+	ids := make([]string, 0, len(bad))
+	for i := range bad {
+		ids = append(ids, fmt.Sprintf("good-%d", i))
+	}
+	docs, err := repo.Documents(ctx, ids)
+	if err != nil || len(docs) != len(bad) {
+		t.Fatalf("good documents stored: %d of %d (%v)", len(docs), len(bad), err)
+	}
+	// The same through guarded replaces: the good documents gain a bad key.
+	var replaces []readmodel.Write
+	for i, k := range bad {
+		d := *docs[fmt.Sprintf("good-%d", i)]
+		d.Version, d.Metadata = 2, map[string]string{k: "v"}
+		replaces = append(replaces, readmodel.Write{Doc: &d, Previous: 1})
+		if i == 0 {
+			// A clean replace after a refused one is written all the same.
+			replaces = append(replaces, readmodel.Write{Doc: &readmodel.Document{ID: "fine", Version: 2, Host: "h2"}, Previous: 1})
+		}
+	}
+	other := &readmodel.Document{ID: "other", Version: 1}
+	replaces = append(replaces, readmodel.Write{Doc: other})
+	checkRefused(repo.Write(ctx, replaces), "good")
+	if d, err := repo.Documents(ctx, []string{"other", "good-0", "fine"}); err != nil || d["other"] == nil ||
+		d["good-0"].Version != 1 || d["fine"].Version != 2 || d["fine"].Host != "h2" {
+		t.Fatalf("after refused replaces: %v %v", d, err)
+	}
+}
