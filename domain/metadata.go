@@ -57,7 +57,7 @@ func ParseMetadataValue(v string) error {
 // given when it is safe text, escaped otherwise, and never longer than 120
 // bytes.
 func metadataPath(k string) string {
-	path := "metadata." + printable(k)
+	path := "metadata." + Printable(k)
 	if len(path) > 120 {
 		path = strings.ToValidUTF8(path[:120], "")
 	}

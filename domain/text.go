@@ -33,10 +33,10 @@ func checkText(s string) error {
 	return nil
 }
 
-// printable renders s for a field path or a message: unchanged when it is
+// Printable renders s for a field path or a message: unchanged when it is
 // safe text, quoted with Go escapes (\x00, \u202e) otherwise, so that a
 // refusal names what was sent without carrying it.
-func printable(s string) string {
+func Printable(s string) string {
 	if checkText(s) == nil {
 		return s
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 	"github.com/connreg/registry/internal/bootstrap"
 	"github.com/connreg/registry/internal/buildinfo"
 	"github.com/connreg/registry/internal/cli"
+	"github.com/connreg/registry/internal/httpapi"
 )
 
 const description = `Serves the connection registry's REST API. With no configuration it runs the whole
@@ -148,9 +150,16 @@ func serve() int {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    httpapi.MaxHeaderBytes,
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		logger.Error("HTTP_ADDR: cannot listen", "error", err.Error())
+		return 1
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	// httpapi.Listener: the answers net/http writes itself (400, 431) are JSON too.
+	go func() { errc <- srv.Serve(httpapi.Listener(ln)) }()
 	logger.Info("connection registry listening", "addr", cfg.HTTPAddr, "env", cfg.Env, "version", buildinfo.Read().String())
 
 	select {

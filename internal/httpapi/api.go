@@ -69,9 +69,18 @@ func (a *API) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(withRequestID, accessLog(a.Logger), recoverer(a.Logger))
+	// Gin would answer a path with a trailing slash with an HTML redirect:
+	// every answer of the API is JSON, so such a path is simply unknown.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.Use(withRequestID, accessLog(a.Logger), recoverer(a.Logger), decodableQuery(a.Logger))
 	r.NoRoute(func(c *gin.Context) {
-		c.AbortWithStatusJSON(http.StatusNotFound, ErrorBody{Code: CodeNotFound, Title: "Not found", Message: "No such route."})
+		a.fail(c, &requestError{status: http.StatusNotFound, body: ErrorBody{Code: CodeNotFound, Title: "Not found", Message: "No such route."}})
+	})
+	// Gin has set Allow to the route's methods before this runs.
+	r.NoMethod(func(c *gin.Context) {
+		a.fail(c, &requestError{status: http.StatusMethodNotAllowed, body: ErrorBody{Code: CodeMethodNotAllowed, Title: "Method not allowed",
+			Message: "This route does not accept " + c.Request.Method + "; Allow lists the methods it does."}})
 	})
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	g := r.Group("/v1/management/connections")

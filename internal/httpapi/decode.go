@@ -56,7 +56,13 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if !json.Valid(body) {
 		return badRequest(CodeBadValue, "Malformed JSON", "The body is not one valid JSON value.", nil)
 	}
+	if !validEncoding(body) {
+		// Never quoted: the bytes may belong to a password.
+		return badRequest(CodeBadValue, "Malformed JSON",
+			"The body must be valid UTF-8 and its \\u escapes whole characters; invalid bytes are refused, not replaced.", nil)
+	}
 	var viol domain.ValidationError
+	checkDuplicateKeys(body, &viol)
 	if !decodeStrict(body, v, "", &viol) {
 		return badRequest(CodeBadValue, "Malformed JSON", "The body must be a JSON object.", nil)
 	}
@@ -83,7 +89,7 @@ func decodeStrict(raw []byte, v any, prefix string, viol *domain.ValidationError
 		}
 	}
 	for name, val := range members {
-		path := prefix + truncate(name, 100)
+		path := prefix + domain.Printable(truncate(name, 100))
 		f, ok := fields[name]
 		if !ok {
 			viol.Add(path, domain.ViolationUnknownField, "is not a known field")
@@ -167,7 +173,7 @@ func decodeMetadata(raw json.RawMessage, v *domain.ValidationError) map[string]s
 	for k, val := range fields {
 		var s string
 		if err := json.Unmarshal(val, &s); err != nil || string(val) == "null" {
-			v.Add("metadata."+truncate(k, 100), domain.ViolationMetadataNotFlat,
+			v.Add("metadata."+domain.Printable(truncate(k, 100)), domain.ViolationMetadataNotFlat,
 				"must be a string (nested objects, arrays, numbers and null are not allowed)")
 			continue
 		}

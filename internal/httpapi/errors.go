@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -36,6 +37,9 @@ const (
 	CodeStaleVersion       = "REG-0412"
 	CodeIdempotencyReuse   = "REG-0422"
 	CodeBodyTooLarge       = "REG-0413"
+	CodeMethodNotAllowed   = "REG-0405"
+	CodeHeadersTooLarge    = "REG-0431"
+	CodeProtocol           = "REG-0400"
 	CodeUnsupportedMedia   = "REG-0415"
 	CodeRateLimited        = "REG-0429"
 	CodeInternal           = "REG-0500"
@@ -52,6 +56,16 @@ type ErrorBody struct {
 	Title   string            `json:"title"`
 	Message string            `json:"message"`
 	Fields  map[string]string `json:"fields"` // always present, empty when no field is at fault
+}
+
+// MarshalJSON writes fields as {} when no field is at fault, never null, so
+// that every error body has the same shape whichever code path built it.
+func (b ErrorBody) MarshalJSON() ([]byte, error) {
+	type plain ErrorBody
+	if b.Fields == nil {
+		b.Fields = map[string]string{}
+	}
+	return json.Marshal(plain(b))
 }
 
 // requestError is a refusal decided by the HTTP layer itself (malformed JSON,

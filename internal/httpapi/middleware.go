@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -58,6 +59,20 @@ func recoverer(logger *slog.Logger) gin.HandlerFunc {
 				respondError(c, logger, errPanic)
 			}
 		}()
+		c.Next()
+	}
+}
+
+// decodableQuery refuses a query string that does not decode (a bad percent
+// escape such as %zz, or a ';' separator): net/url drops such a pair
+// silently, and a filter the caller sent must never be ignored.
+func decodableQuery(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if _, err := url.ParseQuery(c.Request.URL.RawQuery); err != nil {
+			respondError(c, logger, badRequest(CodeInvalidQueryParam, "Invalid query parameter",
+				"The query string cannot be decoded: use percent-encoding (%XX) and '&' between parameters.", nil))
+			return
+		}
 		c.Next()
 	}
 }

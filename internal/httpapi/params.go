@@ -273,10 +273,18 @@ func ifMatch(c *gin.Context) (*uint64, error) {
 	if h == "" || h == "*" {
 		return nil, nil
 	}
+	weak := strings.HasPrefix(h, "W/")
 	v, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
 	if err != nil {
 		return nil, badRequest(CodeInvalidHeader, "Invalid header", `If-Match must be an ETag this API returned, such as "3".`,
 			map[string]string{"If-Match": "must be an ETag this API returned"})
+	}
+	if weak {
+		// If-Match uses the strong comparison (RFC 9110, 13.1.1): a weak
+		// ETag never matches, so it is a failed precondition, not a match.
+		return nil, &requestError{status: http.StatusPreconditionFailed, body: ErrorBody{Code: CodeStaleVersion,
+			Title: "Precondition failed", Message: `If-Match compares ETags strongly: a weak ETag (W/"...") never matches; send the ETag as the API returned it.`,
+			Fields: map[string]string{"If-Match": "a weak ETag never matches"}}}
 	}
 	return &v, nil
 }
