@@ -1,5 +1,5 @@
 # Everyday commands. The bench writes its JSON to bench-results/ (git-ignored).
-.PHONY: run test bench bench-short
+.PHONY: run test bench bench-short fuzz
 
 run:
 	go run ./cmd/api
@@ -15,3 +15,8 @@ bench:
 # Under a minute on an idle machine.
 bench-short:
 	go run ./cmd/bench -short
+
+# Every fuzz target for FUZZTIME each (default 1m): make fuzz FUZZTIME=10m
+FUZZTIME ?= 1m
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh

@@ -35,7 +35,7 @@ func renameField(from, to string) func(json.RawMessage) (json.RawMessage, error)
 
 var createdV0ToV1 = events.Upcaster{From: typeCreatedV0, To: events.TypeConnectionCreatedV1, Upcast: renameField("user", "userName")}
 
-func envelopeOf(t *testing.T, eventType, data string) []byte {
+func envelopeOf(t testing.TB, eventType, data string) []byte {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{
 		"specversion": "1.0", "id": "01890a5d-ac96-774b-bcce-b302099a8057", "source": "connreg", "type": eventType,

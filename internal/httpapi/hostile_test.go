@@ -229,6 +229,8 @@ func TestHostileInputIsRefusedInTheErrorShape(t *testing.T) {
 			wantStatus: 400, wantCode: CodeInvalidQueryParam, wantFields: []string{}},
 		hostileCase{name: "list with ; separator", method: http.MethodGet, path: "/v1/management/connections?type=POSTGRESQL;host=x",
 			wantStatus: 400, wantCode: CodeInvalidQueryParam, wantFields: []string{}},
+		hostileCase{name: "list filter on a metadata key that cannot exist", method: http.MethodGet, path: "/v1/management/connections?metadata.%24where=1",
+			wantStatus: 400, wantCode: CodeInvalidQueryParam, wantFields: []string{"metadata.$where"}},
 		hostileCase{name: "get ?%zz", method: http.MethodGet, path: id + "?%zz",
 			wantStatus: 400, wantCode: CodeInvalidQueryParam, wantFields: []string{}},
 

@@ -103,7 +103,7 @@ func pageAndLimit(values url.Values) (page, limit int, err error) {
 }
 
 func unknownParam(name string) error {
-	n := truncate(name, 100)
+	n := domain.Printable(truncate(name, 100))
 	return badRequest(CodeInvalidQueryParam, "Invalid query parameter", "Unknown query parameter "+strconv.Quote(n)+".",
 		map[string]string{n: "is not a known parameter"})
 }
@@ -146,7 +146,11 @@ func parseListQuery(values url.Values, header http.Header) (readmodel.ListQuery,
 		case strings.HasPrefix(name, "metadata."):
 			key := strings.TrimPrefix(name, "metadata.")
 			if key == "" || len(vs) != 1 {
-				return q, invalidParam(truncate(name, 100), "must name one metadata key with one value")
+				return q, invalidParam(domain.Printable(truncate(name, 100)), "must name one metadata key with one value")
+			}
+			if err := domain.ParseMetadataKey(key); err != nil {
+				// No connection can have such a key: the domain refuses it.
+				return q, invalidParam(domain.Printable(truncate(name, 100)), "names a metadata key that cannot exist: "+err.Error())
 			}
 			if q.Metadata == nil {
 				q.Metadata = map[string]string{}
