@@ -241,9 +241,24 @@ func (s soleWriter) Write(ctx context.Context, writes []Write) error {
 	if !errors.Is(err, ErrConflict) {
 		return err
 	}
+	// Documents the store refused for good are not overwritten (it would
+	// refuse them again); the refusal goes back to the projector to park.
+	var refused *RefusedError
+	errors.As(err, &refused)
 	docs := make([]*Document, 0, len(writes))
 	for _, w := range writes {
+		if refused != nil {
+			if _, ok := refused.Reasons[w.Doc.ID]; ok {
+				continue
+			}
+		}
 		docs = append(docs, w.Doc)
 	}
-	return s.over.Overwrite(ctx, docs)
+	if err := s.over.Overwrite(ctx, docs); err != nil {
+		return err
+	}
+	if refused != nil {
+		return refused
+	}
+	return nil
 }

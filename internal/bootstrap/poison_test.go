@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/bootstrap"
 )
 
 // poisonCreated is a connection.created.v1 whose metadata the read model
@@ -123,4 +124,16 @@ func TestPoisonEventInTheStreamIsParkedAndTheProjectorGoesOn(t *testing.T) {
 		}
 		break
 	}
+
+	// A replay meets the same events: it parks them too and completes.
+	rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer rcancel()
+	res, err := bootstrap.Replay(rctx, h2.jetStream(), h2.svc.ReadModel, quietLogger(), bootstrap.ReplayOptions{Batch: 4})
+	if err != nil {
+		t.Fatalf("replay over poison events: %v", err)
+	}
+	if res.Documents != len(want)+2 {
+		t.Errorf("replay wrote %d documents, want %d (every create but the poison ones)", res.Documents, len(want)+2)
+	}
+	checkParked(h2)
 }
