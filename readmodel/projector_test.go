@@ -132,3 +132,92 @@ func TestProjectorIsIdempotentAndParksWhatItCannotApply(t *testing.T) {
 		t.Fatal("projecting into a stopped store succeeded")
 	}
 }
+
+func updated(id string, version uint64, md map[string]string) events.Event {
+	e := created(id, "", version)
+	e.Payload = &events.ConnectionUpdatedV1{Changed: []string{events.FieldMetadata}, Metadata: md}
+	return e
+}
+
+// TestProjectorParksWhatTheStoreRefuses: events whose document the store
+// refuses for good (an invalid key, in a new document or in an update of an
+// existing one) are parked with the store's reason, the rest of the batch is
+// written, with the in-memory index, and the projector moves past them; a
+// later event of the refused connection is parked as a gap, never retried
+// forever.
+func TestProjectorParksWhatTheStoreRefuses(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := devstack.StartMongo(t.TempDir(), "", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	repo, err := mongostore.Open(ctx, m.URI(), "test", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = repo.Close(context.Background()) })
+	p, err := readmodel.NewProjector(repo, quiet, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := readmodel.NewIndex()
+	p.KeepIndex(idx)
+
+	good, bad, nul, later := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	poisoned := created(bad, "bad-db", 1)
+	poisoned.Payload.(*events.ConnectionCreatedV1).Metadata = map[string]string{"$where": "v"}
+	withNUL := created(nul, "nul-db", 1)
+	withNUL.Payload.(*events.ConnectionCreatedV1).Metadata = map[string]string{"a\x00b": "v"}
+	// Events of one connection in one batch fold into one document: only
+	// the state a batch ends with must be storable. So each refused state
+	// ends its batch here.
+	batches := [][]readmodel.Message{
+		{
+			message(t, 1, created(good, "good-db", 1)),
+			message(t, 2, poisoned),
+			message(t, 3, withNUL),
+			message(t, 4, created(later, "later-db", 1)),
+			message(t, 5, updated(nul, 2, map[string]string{"a\x00b": "w"})), // folded with its refused creation
+		},
+		{
+			message(t, 6, updated(bad, 2, map[string]string{"team": "x"})), // its creation was parked
+			message(t, 7, updated(good, 2, map[string]string{"a.b": "v"})), // a refused replace
+			message(t, 8, updated(later, 2, map[string]string{"team": "ok"})),
+		},
+		{message(t, 9, updated(good, 3, map[string]string{"team": "y"}))}, // after the refused version
+	}
+	for i, b := range batches {
+		if err := p.Project(ctx, b); err != nil {
+			t.Fatalf("batch %d with refused documents failed: %v", i, err)
+		}
+	}
+	if p.Projected() != 9 {
+		t.Fatalf("projected %d, want 9", p.Projected())
+	}
+	docs, err := repo.Documents(ctx, []string{good, bad, nul, later})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 2 || docs[good].Version != 1 || docs[later].Version != 2 || docs[later].Metadata["team"] != "ok" {
+		t.Fatalf("documents %+v", docs)
+	}
+	if res, err := idx.List(ctx, readmodel.ListQuery{Limit: 10}); err != nil || res.Total != 2 {
+		t.Fatalf("index lists %+v (%v), want the two stored documents", res, err)
+	}
+	parked, err := repo.Parked(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64]string{2: "invalid key", 3: "null bytes", 5: "null bytes", 6: "does not follow", 7: "invalid key", 9: "does not follow"}
+	if len(parked) != len(want) {
+		t.Fatalf("parked %+v, want sequences %v", parked, want)
+	}
+	for _, pk := range parked {
+		if !strings.Contains(pk.Reason, want[pk.Sequence]) {
+			t.Errorf("parked %d: reason %q, want it to mention %q", pk.Sequence, pk.Reason, want[pk.Sequence])
+		}
+	}
+}
