@@ -22,6 +22,7 @@ import (
 
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/bootstrap"
+	"github.com/connreg/registry/internal/httpapi"
 )
 
 // stack is the service under test, served on a real loopback socket, plus
@@ -85,8 +86,9 @@ func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    httpapi.MaxHeaderBytes,
 	}
-	go func() { _ = s.srv.Serve(ln) }()
+	go func() { _ = s.srv.Serve(httpapi.Listener(ln)) }() // as cmd/api serves
 
 	if s.nc, err = nats.Connect(s.svc.NATSURL, nats.Name("connreg-bench")); err != nil {
 		s.close()
