@@ -25,6 +25,8 @@ func seedEvents() []events.Event {
 		&events.ConnectionDeletedV1{ConfigName: "orders"},
 		&events.ConnectionCredentialsResealedV1{Password: secret, SSLKey: &secret},
 		&events.ConnectionTestedV1{Status: "failure", Reason: "TIMEOUT", LatencyMs: 10000},
+		&events.ConnectionHealthChangedV1{Status: "failing", Previous: "healthy", Reason: "TIMEOUT", Message: "timed out"},
+		&events.ConnectionSecretsReadV1{Secrets: []string{"password"}},
 	}
 	var out []events.Event
 	for i, p := range payloads {
@@ -58,8 +60,6 @@ func FuzzDecode(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	current := map[string]bool{events.TypeConnectionCreatedV1: true, events.TypeConnectionUpdatedV1: true,
-		events.TypeConnectionDeletedV1: true, events.TypeConnectionCredentialsResealedV1: true, events.TypeConnectionTestedV1: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for name, decode := range map[string]func([]byte) (events.Event, error){"Decode": events.Decode, "upcasting": upcasting.Decode} {
 			ev, err := decode(body)
@@ -69,7 +69,9 @@ func FuzzDecode(f *testing.F) {
 				}
 				continue
 			}
-			if ev.Payload == nil || ev.AggregateID == "" || ev.AggregateVersion == 0 || !current[ev.Type()] {
+			// Decode hands out current types only: never one an upcaster
+			// starts from.
+			if ev.Payload == nil || ev.AggregateID == "" || ev.AggregateVersion == 0 || ev.Type() == typeCreatedV0 {
 				t.Fatalf("%s accepted an incomplete event: %+v", name, ev)
 			}
 			first, err := events.Encode(ev)
