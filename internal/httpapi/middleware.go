@@ -70,7 +70,7 @@ func decodableQuery(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if _, err := url.ParseQuery(c.Request.URL.RawQuery); err != nil {
 			respondError(c, logger, badRequest(CodeInvalidQueryParam, "Invalid query parameter",
-				"The query string cannot be decoded: use percent-encoding (%XX) and '&' between parameters.", nil))
+				"The query string cannot be decoded: every '%' must start a %XX escape, and parameters are not separated by ';'.", nil))
 			return
 		}
 		c.Next()
