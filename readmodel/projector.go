@@ -149,7 +149,9 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		for _, d := range evs {
 			id := d.ev.AggregateID
 			if reason, ok := refused[id]; ok {
-				parkedNow = append(parkedNow, p.park(d.msg, fmt.Errorf("the read model refused the document of %s: %s", id, reason)))
+				if d.ev.AggregateVersion > previous[id] { // stored events stay as they are
+					parkedNow = append(parkedNow, p.park(d.msg, refusedBy(id, reason)))
+				}
 				continue
 			}
 			if blocked[id] {
@@ -188,8 +190,9 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 					already[pk.Sequence] = true
 				}
 				for _, d := range evs {
-					if reason, ok := refused[d.ev.AggregateID]; ok && !already[d.msg.Sequence] {
-						parkedNow = append(parkedNow, p.park(d.msg, fmt.Errorf("the read model refused the document of %s: %s", d.ev.AggregateID, reason)))
+					id := d.ev.AggregateID
+					if reason, ok := refused[id]; ok && !already[d.msg.Sequence] && d.ev.AggregateVersion > previous[id] {
+						parkedNow = append(parkedNow, p.park(d.msg, refusedBy(id, reason)))
 					}
 				}
 				err = nil
@@ -217,6 +220,10 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		p.advance(batch[len(batch)-1].Sequence)
 		return nil
 	}
+}
+
+func refusedBy(id, reason string) error {
+	return fmt.Errorf("the read model refused the document of %s: %s", id, reason)
 }
 
 // documents returns the current documents of ids: from the index when the
