@@ -137,3 +137,34 @@ func TestPoisonEventInTheStreamIsParkedAndTheProjectorGoesOn(t *testing.T) {
 	}
 	checkParked(h2)
 }
+
+// TestMetadataTheReadModelCannotStoreIsRefused: through the whole service,
+// a create or a change with such metadata is a 400 naming the key, and
+// nothing reaches the stream.
+func TestMetadataTheReadModelCannotStoreIsRefused(t *testing.T) {
+	h := startService(t, t.TempDir(), nil)
+	id, etag := h.mustCreate("clean-db")
+	for _, key := range []string{"$where", "$", "a.b", ".", "a..b", "a\x00b"} {
+		body := validBody("poison-db")
+		body["metadata"] = map[string]any{key: "v"}
+		path := "metadata." + strings.ReplaceAll(key, "\x00", `\x00`)
+		for what, res := range map[string]response{
+			"create": h.create(body),
+			"patch":  h.patch(id, map[string]any{"metadata": map[string]any{key: "v"}}, map[string]string{"If-Match": etag}),
+		} {
+			if res.status != http.StatusBadRequest {
+				t.Fatalf("%s with metadata key %q: %d %s", what, key, res.status, res.body)
+			}
+			fields, _ := res.json(t)["fields"].(map[string]any)
+			if _, ok := fields[path]; !ok {
+				t.Errorf("%s with metadata key %q: fields %v do not name %q", what, key, fields, path)
+			}
+		}
+	}
+	if msgs := h.streamMessages(events.EventSubject(id)); len(msgs) != 1 {
+		t.Errorf("the refused changes reached the stream: %d events", len(msgs))
+	}
+	if msgs := h.streamMessages(events.EventSubjectPrefix); len(msgs) != 1 {
+		t.Errorf("the refused creates reached the stream: %d events", len(msgs))
+	}
+}
