@@ -269,6 +269,7 @@ func TestServerLevelErrorsAreJSON(t *testing.T) {
 		{"NUL in a header", "GET /v1/management/connections HTTP/1.1\r\nHost: x\r\nX-Product-Name: a\x00b\r\n\r\n", 400, CodeProtocol},
 		{"bad header name", "GET /v1/management/connections HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400, CodeProtocol},
 		{"unknown protocol version", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505, "REG-0505"},
+		{"unknown Expect", "POST /v1/management/connections HTTP/1.1\r\nHost: x\r\nExpect: bogus\r\nContent-Length: 2\r\n\r\n{}", 417, "REG-0417"},
 		{"unsupported transfer encoding", "POST /v1/management/connections HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "REG-0501"},
 	}
 	for _, tc := range cases {

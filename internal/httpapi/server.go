@@ -24,7 +24,9 @@ const MaxHeaderBytes = 64 << 10
 //	HTTP/1.1 501 Not Implemented<errorHeaders>Unsupported transfer encoding
 //
 // with errorHeaders "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection:
-// close\r\n\r\n". No handler can answer instead: none has run. The wrapped
+// close\r\n\r\n"; and for an Expect other than 100-continue, an empty
+// "HTTP/1.1 417 Expectation Failed" (no handler of ours answers 417). No
+// handler can answer instead: none has run. The wrapped
 // connection recognises exactly that form (no answer of a handler can match
 // it: net/http sorts header names, so Connection never follows Content-Type,
 // and adds Date) and writes the same status as JSON. A test over a real
@@ -64,7 +66,8 @@ func rewriteServerError(p []byte) ([]byte, bool) {
 		return nil, false
 	}
 	end := bytes.Index(p, []byte(netHTTPErrorHeaders))
-	if end < 0 || bytes.IndexByte(p[:end], '\n') >= 0 || end < len(proto)+3 {
+	expectFailed := bytes.HasPrefix(p, []byte(proto+"417 Expectation Failed\r\n")) && bytes.HasSuffix(p, []byte("\r\nContent-Length: 0\r\n\r\n"))
+	if !expectFailed && (end < 0 || bytes.IndexByte(p[:end], '\n') >= 0 || end < len(proto)+3) {
 		return nil, false
 	}
 	status, err := strconv.Atoi(string(p[len(proto) : len(proto)+3]))
