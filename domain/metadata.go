@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"unicode/utf8"
 )
@@ -13,6 +14,27 @@ const (
 	MaxMetadataKeyLength   = 100
 	MaxMetadataValueLength = 2000
 )
+
+// Metadata is a connection's free-form labels: at most MaxMetadataKeys
+// pairs, each key and value accepted by ParseMetadataKey and
+// ParseMetadataValue, so that every store the projector writes to can hold
+// it as it is. ParseMetadata is the only way to make one from input.
+type Metadata map[string]string
+
+// ParseMetadata validates every pair of md, reporting each refused key under
+// its own path (metadata.<key>), and returns a copy of it; nil when md is
+// empty.
+func ParseMetadata(md map[string]string) (Metadata, error) {
+	var v ValidationError
+	validateMetadata(md, &v)
+	if err := v.OrNil(); err != nil {
+		return nil, err
+	}
+	if len(md) == 0 {
+		return nil, nil
+	}
+	return Metadata(maps.Clone(md)), nil
+}
 
 // ParseMetadataKey refuses a metadata key that the read model cannot store
 // as a document field name, or that would mislead a reader: empty, longer

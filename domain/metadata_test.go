@@ -196,3 +196,20 @@ func createdConnection(t *testing.T) *domain.Connection {
 	}
 	return conn
 }
+
+func TestParseMetadata(t *testing.T) {
+	in := map[string]string{"team": "data", "env": "prod"}
+	md, err := domain.ParseMetadata(in)
+	if err != nil || len(md) != 2 || md["team"] != "data" {
+		t.Fatalf("ParseMetadata = %v, %v", md, err)
+	}
+	in["team"] = "changed"
+	if md["team"] != "data" {
+		t.Error("ParseMetadata kept the caller's map instead of a copy")
+	}
+	if md, err := domain.ParseMetadata(map[string]string{}); md != nil || err != nil {
+		t.Errorf("empty metadata = %v, %v; want nil, nil", md, err)
+	}
+	_, err = domain.ParseMetadata(map[string]string{"$where": "v", "ok": "v", "a.b": "\x00"})
+	requireViolations(t, err, map[string]domain.ViolationKind{"metadata.$where": domain.ViolationBadValue, "metadata.a.b": domain.ViolationBadValue})
+}

@@ -108,11 +108,9 @@ func (c *Connection) ParsePatch(in PatchInput) (Patch, Secrets, error) {
 		}
 	}
 	if in.SetMetadata {
-		validateMetadata(in.Metadata, &v)
-		next.Metadata = maps.Clone(in.Metadata)
-		if len(next.Metadata) == 0 {
-			next.Metadata = nil
-		}
+		md, err := ParseMetadata(in.Metadata)
+		v.Merge(asValidation(err))
+		next.Metadata = md
 	}
 	if err := v.OrNil(); err != nil {
 		return Patch{}, Secrets{}, err

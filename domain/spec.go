@@ -3,6 +3,7 @@ package domain
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -130,9 +131,10 @@ func ParseSpec(in SpecInput) (Spec, Secrets, error) {
 	if in.SSL != nil {
 		spec.SSL, secrets.SSLKey = parseSSL(&v, spec.Engine, *in.SSL)
 	}
-	if len(in.Metadata) > 0 {
-		validateMetadata(in.Metadata, &v)
-		spec.Metadata = maps.Clone(in.Metadata)
+	if md, err := ParseMetadata(in.Metadata); err != nil {
+		v.Merge(asValidation(err))
+	} else {
+		spec.Metadata = md
 	}
 	if err := v.OrNil(); err != nil {
 		return Spec{}, Secrets{}, err
@@ -144,6 +146,14 @@ func ParseSpec(in SpecInput) (Spec, Secrets, error) {
 // requiredText validates a required free-text field (databaseName,
 // userName): surrounding white space is trimmed, as it always was, and what
 // remains must pass checkText and the length limit.
+// asValidation is err as the *ValidationError every Parse function of the
+// package returns.
+func asValidation(err error) *ValidationError {
+	var v *ValidationError
+	errors.As(err, &v)
+	return v
+}
+
 func requiredText(v *ValidationError, path, s string) string {
 	s = strings.TrimSpace(s)
 	if err := checkText(s); err != nil {
