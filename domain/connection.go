@@ -38,6 +38,8 @@ type Connection struct {
 	lastTest    *TestRecord
 	health      Health
 	idempotency *Idempotency
+	// schemaDigest is the digest of the last schema recorded.
+	schemaDigest string
 
 	pending []events.Event
 }
@@ -195,6 +197,8 @@ func (c *Connection) apply(e events.Event) error {
 		c.health.Status, c.health.Reason, c.health.Message, c.health.Since = p.Status, p.Reason, p.Message, e.OccurredAt
 	case *events.ConnectionSecretsReadV1:
 		// An audit record: the state is unchanged, the version moves.
+	case *events.ConnectionSchemaDiscoveredV1:
+		c.schemaDigest = p.Digest
 	default:
 		return fmt.Errorf("domain: cannot apply %s", e.Type())
 	}

@@ -90,6 +90,7 @@ var messageNames = map[string]string{
 	events.TypeConnectionTestedV1:              "connectionTestedV1",
 	events.TypeConnectionSecretsReadV1:         "connectionSecretsReadV1",
 	events.TypeConnectionHealthChangedV1:       "connectionHealthChangedV1",
+	events.TypeConnectionSchemaDiscoveredV1:    "connectionSchemaDiscoveredV1",
 }
 
 func TestAsyncAPIDocumentNamesEveryEventType(t *testing.T) {
@@ -132,6 +133,9 @@ var schemaTypes = map[string]reflect.Type{
 	"ConnectionDeletedV1":             reflect.TypeFor[events.ConnectionDeletedV1](),
 	"ConnectionCredentialsResealedV1": reflect.TypeFor[events.ConnectionCredentialsResealedV1](),
 	"ConnectionTestedV1":              reflect.TypeFor[events.ConnectionTestedV1](),
+	"ConnectionSchemaDiscoveredV1":    reflect.TypeFor[events.ConnectionSchemaDiscoveredV1](),
+	"SchemaTable":                     reflect.TypeFor[events.SchemaTable](),
+	"SchemaColumn":                    reflect.TypeFor[events.SchemaColumn](),
 }
 
 // jsonFields returns the JSON names of a struct's fields and those that are
@@ -246,6 +250,11 @@ func samples() []events.Payload {
 		&events.ConnectionCredentialsResealedV1{Password: sealed("x")},
 		&events.ConnectionTestedV1{Status: "success", LatencyMs: 12},
 		&events.ConnectionTestedV1{Status: "failure", Reason: "connection refused", LatencyMs: 0},
+		&events.ConnectionSchemaDiscoveredV1{Digest: strings.Repeat("c", 64), Tables: []events.SchemaTable{
+			{Name: "orders", Columns: []events.SchemaColumn{{Name: "id", Type: "bigint", PrimaryKey: true}, {Name: "note", Type: "text", Nullable: true}}},
+			{Name: "open_orders", View: true, Columns: []events.SchemaColumn{{Name: "id", Type: "bigint", Nullable: true}}},
+		}},
+		&events.ConnectionSchemaDiscoveredV1{Digest: strings.Repeat("d", 64), Sampled: true, Tables: []events.SchemaTable{}},
 	}
 }
 

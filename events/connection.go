@@ -183,3 +183,37 @@ type Idempotency struct {
 	KeyHash     string `json:"keyHash"`
 	Fingerprint string `json:"fingerprint"`
 }
+
+// TypeConnectionSchemaDiscoveredV1 names the event of a schema discovery that found a change.
+const TypeConnectionSchemaDiscoveredV1 = "connection.schema-discovered.v1"
+
+// ConnectionSchemaDiscoveredV1 records what a connection's database offered
+// at a discovery whose result differed from the last one recorded (Digest
+// decides): every table and view with its columns, the whole schema, never a
+// diff, so that one event is enough to know the schema from then on.
+// Sampled is true for MongoDB, whose field names come from a bounded sample
+// of each collection's documents.
+type ConnectionSchemaDiscoveredV1 struct {
+	Digest  string        `json:"digest"`
+	Sampled bool          `json:"sampled,omitempty"`
+	Tables  []SchemaTable `json:"tables"`
+}
+
+// EventType implements Payload.
+func (*ConnectionSchemaDiscoveredV1) EventType() string { return TypeConnectionSchemaDiscoveredV1 }
+
+// SchemaTable is one table, view or collection, columns in their database order.
+type SchemaTable struct {
+	Name    string         `json:"name"`
+	View    bool           `json:"view,omitempty"`
+	Columns []SchemaColumn `json:"columns"`
+}
+
+// SchemaColumn is one column: Type is the engine's own type name
+// ("character varying(40)", "int(11)", "string").
+type SchemaColumn struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Nullable   bool   `json:"nullable,omitempty"`
+	PrimaryKey bool   `json:"primaryKey,omitempty"`
+}

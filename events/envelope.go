@@ -159,6 +159,8 @@ func decodePayload(eventType string, data json.RawMessage) (Payload, error) {
 		p = &ConnectionSecretsReadV1{}
 	case TypeConnectionHealthChangedV1:
 		p = &ConnectionHealthChangedV1{}
+	case TypeConnectionSchemaDiscoveredV1:
+		p = &ConnectionSchemaDiscoveredV1{}
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownType, eventType)
 	}

@@ -52,6 +52,11 @@ func mongoOptions(t Target, d *guardedDialer, timeout time.Duration) (*options.C
 }
 
 func testMongo(ctx context.Context, t Target, d *guardedDialer, timeout time.Duration) error {
+	return withMongo(ctx, t, d, timeout, nil)
+}
+
+// withMongo connects, pings the database and then runs use (when not nil) with the client.
+func withMongo(ctx context.Context, t Target, d *guardedDialer, timeout time.Duration, use func(context.Context, *mongo.Database) error) error {
 	o, err := mongoOptions(t, d, timeout)
 	if err != nil {
 		return err
@@ -73,7 +78,7 @@ func testMongo(ctx context.Context, t Target, d *guardedDialer, timeout time.Dur
 		mu.Unlock()
 		cancel()
 	}})
-	err = pingMongo(ctx, t, o)
+	err = pingMongo(ctx, t, o, use)
 	mu.Lock()
 	defer mu.Unlock()
 	if err != nil && hbErr != nil {
@@ -82,7 +87,7 @@ func testMongo(ctx context.Context, t Target, d *guardedDialer, timeout time.Dur
 	return err
 }
 
-func pingMongo(ctx context.Context, t Target, o *options.ClientOptions) error {
+func pingMongo(ctx context.Context, t Target, o *options.ClientOptions, use func(context.Context, *mongo.Database) error) error {
 	client, err := mongo.Connect(o)
 	if err != nil {
 		return err
@@ -96,5 +101,8 @@ func pingMongo(ctx context.Context, t Target, o *options.ClientOptions) error {
 	if db == "" {
 		db = "admin"
 	}
-	return client.Database(db).RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Err()
+	if err := client.Database(db).RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Err(); err != nil || use == nil {
+		return err
+	}
+	return use(ctx, client.Database(db))
 }

@@ -51,6 +51,11 @@ func mysqlConfig(t Target, d *guardedDialer, timeout time.Duration) (*mysql.Conf
 }
 
 func testMySQL(ctx context.Context, t Target, d *guardedDialer, timeout time.Duration) error {
+	return withMySQL(ctx, t, d, timeout, nil)
+}
+
+// withMySQL connects, runs a trivial query and then use (when not nil) on the same connection.
+func withMySQL(ctx context.Context, t Target, d *guardedDialer, timeout time.Duration, use func(*sql.Conn) error) error {
 	cfg, err := mysqlConfig(t, d, timeout)
 	if err != nil {
 		return err
@@ -60,7 +65,7 @@ func testMySQL(ctx context.Context, t Target, d *guardedDialer, timeout time.Dur
 		return err
 	}
 	start := time.Now()
-	err = pingSQL(ctx, connector, "SELECT 1", "", "")
+	err = withSQL(ctx, connector, "SELECT 1", "", "", use)
 	if errors.Is(err, mysql.ErrInvalidConn) && time.Since(start) >= timeout-10*time.Millisecond {
 		// The driver reports its own read deadline as "invalid connection" and logs the i/o timeout.
 		return fmt.Errorf("%w: no answer within %s", context.DeadlineExceeded, timeout)
@@ -77,6 +82,11 @@ func (quietLogger) Print(...any) {}
 // and a round trip are all exercised. When schemaQuery is not empty it is then run with schema as its
 // only argument and must return a row, else the schema is reported missing.
 func pingSQL(ctx context.Context, c driver.Connector, query, schemaQuery, schema string) error {
+	return withSQL(ctx, c, query, schemaQuery, schema, nil)
+}
+
+// withSQL is pingSQL followed by use (when not nil) on the same connection.
+func withSQL(ctx context.Context, c driver.Connector, query, schemaQuery, schema string, use func(*sql.Conn) error) error {
 	db := sql.OpenDB(c)
 	defer func() { _ = db.Close() }()
 	db.SetMaxIdleConns(0)
@@ -90,12 +100,17 @@ func pingSQL(ctx context.Context, c driver.Connector, query, schemaQuery, schema
 	if err := conn.QueryRowContext(ctx, query).Scan(&one); err != nil {
 		return err
 	}
-	if schemaQuery == "" || schema == "" {
+	if schemaQuery != "" && schema != "" {
+		err = conn.QueryRowContext(ctx, schemaQuery, schema).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return &schemaNotFoundError{schema: schema}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if use == nil {
 		return nil
 	}
-	err = conn.QueryRowContext(ctx, schemaQuery, schema).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return &schemaNotFoundError{schema: schema}
-	}
-	return err
+	return use(conn)
 }

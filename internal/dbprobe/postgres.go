@@ -81,6 +81,12 @@ func postgresConfig(t Target, d *guardedDialer) (*pgconn.Config, error) {
 }
 
 func testPostgres(ctx context.Context, t Target, d *guardedDialer) error {
+	return withPostgres(ctx, t, d, func(*pgconn.PgConn) error { return nil })
+}
+
+// withPostgres connects, checks the session with a trivial query and the schema's existence, runs use on
+// the connection and says goodbye.
+func withPostgres(ctx context.Context, t Target, d *guardedDialer, use func(*pgconn.PgConn) error) error {
 	cfg, err := postgresConfig(t, d)
 	if err != nil {
 		return err
@@ -98,7 +104,7 @@ func testPostgres(ctx context.Context, t Target, d *guardedDialer) error {
 		return err
 	}
 	if t.Schema == "" {
-		return nil
+		return use(conn)
 	}
 	rr := conn.ExecParams(ctx, "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1",
 		[][]byte{[]byte(t.Schema)}, nil, nil, nil).Read()
@@ -108,5 +114,5 @@ func testPostgres(ctx context.Context, t Target, d *guardedDialer) error {
 	if len(rr.Rows) == 0 {
 		return &schemaNotFoundError{schema: t.Schema}
 	}
-	return nil
+	return use(conn)
 }

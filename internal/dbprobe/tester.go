@@ -112,6 +112,20 @@ func validate(t *Target) error {
 // no attempt was made: *InvalidTargetError, a *BlockedError (errors.Is ErrBlocked) when the host
 // resolves to an address the Policy refuses, or ErrBusy. The password and key never appear in either.
 func (t *Tester) Test(ctx context.Context, target Target) (Result, error) {
+	if err := validate(&target); err != nil { // sets the default port the message names
+		return Result{}, err
+	}
+	res, err := t.attempt(ctx, target, t.run)
+	if err == nil && res.Status == StatusSuccess {
+		res.Message = fmt.Sprintf("connected to %s and ran a query in %s", net.JoinHostPort(target.Host, strconv.Itoa(target.Port)), res.Latency.Round(time.Millisecond))
+	}
+	return res, err
+}
+
+// attempt is one guarded use of a database, shared by Test and Discover: the target is validated, a slot
+// of the concurrency bound taken, the host resolved under the Policy and every dial pinned to the
+// addresses it allowed, the whole bounded by the timeout; a failure of work is classified.
+func (t *Tester) attempt(ctx context.Context, target Target, work func(context.Context, Target, *guardedDialer) error) (Result, error) {
 	if err := validate(&target); err != nil {
 		return Result{}, err
 	}
@@ -140,7 +154,7 @@ func (t *Tester) Test(ctx context.Context, target Target) (Result, error) {
 	if err == nil {
 		d := &guardedDialer{policy: t.policy, resolver: t.resolver, host: target.Host, pinned: pinned}
 		stop := context.AfterFunc(actx, d.closeAll)
-		err = t.run(actx, target, d)
+		err = recovered(func() error { return work(actx, target, d) })
 		stop()
 		if errors.Is(err, ErrBlocked) { // a host the driver was redirected to
 			return Result{}, err
@@ -151,8 +165,6 @@ func (t *Tester) Test(ctx context.Context, target Target) (Result, error) {
 		res.Status = StatusFailure
 		res.Reason = classify(target.Engine, err, actx)
 		res.Message = describe(target, res.Reason, err, t.timeout)
-	} else {
-		res.Message = fmt.Sprintf("connected to %s and ran a query in %s", net.JoinHostPort(target.Host, strconv.Itoa(target.Port)), res.Latency.Round(time.Millisecond))
 	}
 	return res, nil
 }
@@ -176,6 +188,16 @@ func (t *Tester) run(ctx context.Context, target Target, d *guardedDialer) (err 
 		return testOracle(ctx, target, d, t.timeout)
 	}
 	return fmt.Errorf("engine %s not implemented", target.Engine)
+}
+
+// recovered runs f and turns a panic into an error: a driver bug must not take the API down.
+func recovered(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("driver panic: %v", r)
+		}
+	}()
+	return f()
 }
 
 // checkMode rejects an SSL mode the engine does not define before anything is dialled.

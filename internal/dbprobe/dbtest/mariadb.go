@@ -101,6 +101,22 @@ func StartMariaDB(ca *CA) (*Server, error) {
 			return nil, fmt.Errorf("dbtest: mariadb setup %q: %w", strings.SplitN(q, " ", 3)[:2], err)
 		}
 	}
+	s.exec = func(ctx context.Context, stmts ...string) error {
+		cfg := mysql.NewConfig()
+		cfg.Net, cfg.Addr, cfg.User, cfg.DBName = "unix", sock, "root", "appdb"
+		connector, err := mysql.NewConnector(cfg)
+		if err != nil {
+			return err
+		}
+		db := sql.OpenDB(connector)
+		defer func() { _ = db.Close() }()
+		for _, q := range stmts {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("dbtest: %q: %w", q, err)
+			}
+		}
+		return nil
+	}
 	ok = true
 	return s, nil
 }

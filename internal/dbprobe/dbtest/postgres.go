@@ -97,6 +97,15 @@ func StartPostgres(ca *CA) (*Server, error) {
 	if err := pgExec(ctx, admin, "appdb", "CREATE SCHEMA ledger AUTHORIZATION app"); err != nil {
 		return nil, err
 	}
+	s.exec = func(ctx context.Context, stmts ...string) error {
+		return pgExec(ctx, func(ctx context.Context, db string) (*pgconn.PgConn, error) {
+			cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d user=app dbname=%s sslmode=disable search_path=ledger", dir, s.Port, db))
+			if err != nil {
+				return nil, err
+			}
+			return pgconn.ConnectConfig(ctx, cfg)
+		}, "appdb", stmts...)
+	}
 	ok = true
 	return s, nil
 }

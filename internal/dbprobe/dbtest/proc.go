@@ -28,6 +28,7 @@ type Server struct {
 	CertUser string // PostgreSQL only: a user that logs in with a client certificate and no password
 	CA       *CA
 
+	exec  func(ctx context.Context, stmts ...string) error
 	dir   string
 	cmd   *exec.Cmd
 	done  chan struct{}
@@ -56,6 +57,15 @@ func (s *Server) Close() {
 	if s.dir != "" {
 		_ = os.RemoveAll(s.dir)
 	}
+}
+
+// Exec runs statements in order in the test database (PostgreSQL: as the test user, in its schema),
+// so that a test can shape what a discovery finds.
+func (s *Server) Exec(ctx context.Context, stmts ...string) error {
+	if s.exec == nil {
+		return errors.New("dbtest: this server has no Exec")
+	}
+	return s.exec(ctx, stmts...)
 }
 
 // Log returns the server's log, for a failure message.
