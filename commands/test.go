@@ -117,15 +117,12 @@ func (h *TestHandler) Handle(ctx context.Context, cmd TestConnection) (ProbeResu
 	if ok, after := h.Limiter.Allow(cmd.ID, h.Now()); !ok {
 		return ProbeResult{}, &RateLimitedError{RetryAfter: after}
 	}
-	target, err := h.target(ctx, conn)
+	target, err := unsealTarget(ctx, h.Unsealer, conn)
 	if err != nil {
 		return ProbeResult{}, err
 	}
 	res, perr := h.Prober.Probe(ctx, target)
-	clear(target.Password)
-	if target.SSL != nil {
-		clear(target.SSL.Key)
-	}
+	target.wipe()
 	switch {
 	case errors.Is(perr, ErrTargetRefused):
 		res = ProbeResult{Status: domain.TestFailed, Reason: "HOST_REFUSED"}
@@ -138,9 +135,11 @@ func (h *TestHandler) Handle(ctx context.Context, cmd TestConnection) (ProbeResu
 	return res, perr
 }
 
-func (h *TestHandler) target(ctx context.Context, conn *domain.Connection) (ProbeTarget, error) {
+// unsealTarget is what a probe of a stored connection dials, its secrets
+// unsealed: the caller wipes them as soon as the probe returns.
+func unsealTarget(ctx context.Context, u Unsealer, conn *domain.Connection) (ProbeTarget, error) {
 	s, creds := conn.Spec(), conn.Credentials()
-	password, err := h.Unsealer.Unseal(ctx, conn.ID(), creds.Password)
+	password, err := u.Unseal(ctx, conn.ID(), creds.Password)
 	if err != nil {
 		return ProbeTarget{}, fmt.Errorf("unseal password: %w", err)
 	}
@@ -149,13 +148,21 @@ func (h *TestHandler) target(ctx context.Context, conn *domain.Connection) (Prob
 	if s.SSL != nil {
 		t.SSL = &ProbeSSL{Mode: s.SSL.Mode, CA: s.SSL.CA, Cert: s.SSL.Cert}
 		if !creds.SSLKey.IsZero() {
-			if t.SSL.Key, err = h.Unsealer.Unseal(ctx, conn.ID(), creds.SSLKey); err != nil {
+			if t.SSL.Key, err = u.Unseal(ctx, conn.ID(), creds.SSLKey); err != nil {
 				clear(password)
 				return ProbeTarget{}, fmt.Errorf("unseal ssl key: %w", err)
 			}
 		}
 	}
 	return t, nil
+}
+
+// wipe overwrites the plaintext secrets.
+func (t ProbeTarget) wipe() {
+	clear(t.Password)
+	if t.SSL != nil {
+		clear(t.SSL.Key)
+	}
 }
 
 // record appends the outcome to the connection as loaded for the test,

@@ -39,6 +39,32 @@ type Document struct {
 	DeletedAt     *time.Time        `bson:"deletedAt,omitempty"`
 	LastTest      *TestResult       `bson:"lastTest,omitempty"`
 	Health        *Health           `bson:"health,omitempty"` // nil: unknown, never tested
+	// Discovered is the latest schema recorded (connection.schema-discovered.v1).
+	Discovered *DiscoveredSchema `bson:"discovered,omitempty"`
+}
+
+// DiscoveredSchema is the latest schema of a document's database: a new
+// value replaces it whole, it is never changed in place (documents share it).
+type DiscoveredSchema struct {
+	Digest  string        `bson:"digest"`
+	Sampled bool          `bson:"sampled,omitempty"`
+	At      time.Time     `bson:"at"`
+	Tables  []SchemaTable `bson:"tables"`
+}
+
+// SchemaTable is a table, view or collection of a DiscoveredSchema.
+type SchemaTable struct {
+	Name    string         `bson:"name"`
+	View    bool           `bson:"view,omitempty"`
+	Columns []SchemaColumn `bson:"columns"`
+}
+
+// SchemaColumn is one column of a SchemaTable.
+type SchemaColumn struct {
+	Name       string `bson:"name"`
+	Type       string `bson:"type"`
+	Nullable   bool   `bson:"nullable,omitempty"`
+	PrimaryKey bool   `bson:"primaryKey,omitempty"`
 }
 
 // Health is what the tests of a connection say about it (see
@@ -168,12 +194,30 @@ func Apply(doc *Document, e events.Event, sequence uint64) (next *Document, appl
 			return doc, false, fmt.Errorf("%w: secrets read of a connection without a document", ErrGap)
 		}
 		next = doc.clone() // an audit record: no visible field changes; the version moves
+	case *events.ConnectionSchemaDiscoveredV1:
+		if doc == nil {
+			return doc, false, fmt.Errorf("%w: schema of a connection without a document", ErrGap)
+		}
+		next = doc.clone()
+		next.Discovered = discovered(p, e.OccurredAt.UTC())
 	default:
 		return doc, false, fmt.Errorf("readmodel: no projection for %s", e.Type())
 	}
 	next.Version = e.AggregateVersion
 	next.Sequence = sequence
 	return next, true, nil
+}
+
+func discovered(p *events.ConnectionSchemaDiscoveredV1, at time.Time) *DiscoveredSchema {
+	s := &DiscoveredSchema{Digest: p.Digest, Sampled: p.Sampled, At: at, Tables: make([]SchemaTable, 0, len(p.Tables))}
+	for _, t := range p.Tables {
+		st := SchemaTable{Name: t.Name, View: t.View, Columns: make([]SchemaColumn, 0, len(t.Columns))}
+		for _, c := range t.Columns {
+			st.Columns = append(st.Columns, SchemaColumn{Name: c.Name, Type: c.Type, Nullable: c.Nullable, PrimaryKey: c.PrimaryKey})
+		}
+		s.Tables = append(s.Tables, st)
+	}
+	return s
 }
 
 func (d *Document) clone() *Document {

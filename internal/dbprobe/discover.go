@@ -286,4 +286,3 @@ func sampleCollection(ctx context.Context, coll *mongo.Collection, tb *Table) er
 	}
 	return nil
 }
-

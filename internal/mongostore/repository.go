@@ -387,7 +387,8 @@ func (r *Repository) List(ctx context.Context, q readmodel.ListQuery) (readmodel
 	if q.Ascending {
 		dir = 1
 	}
-	opts := options.Find().SetSort(bson.D{{Key: field, Value: dir}, {Key: "_id", Value: dir}}).SetLimit(int64(q.Limit))
+	opts := options.Find().SetSort(bson.D{{Key: field, Value: dir}, {Key: "_id", Value: dir}}).SetLimit(int64(q.Limit)).
+		SetProjection(bson.D{{Key: "discovered", Value: 0}}) // a schema can weigh more than the rest of a page; Get reads it
 	if q.After != nil {
 		filter = append(filter, keyset(field, dir, *q.After))
 	} else if q.Page > 1 {

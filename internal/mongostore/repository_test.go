@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
@@ -146,5 +147,35 @@ func TestWriteRefusesUnstorableDocumentsAndWritesTheRest(t *testing.T) {
 	if d, err := repo.Documents(ctx, []string{"other", "good-0", "fine"}); err != nil || d["other"] == nil ||
 		d["good-0"].Version != 1 || d["fine"].Version != 2 || d["fine"].Host != "h2" {
 		t.Fatalf("after refused replaces: %v %v", d, err)
+	}
+}
+
+// TestDiscoveredSchemaIsStoredAndLeftOutOfLists: Get returns the latest
+// schema as written; a list page leaves it out.
+func TestDiscoveredSchemaIsStoredAndLeftOutOfLists(t *testing.T) {
+	repo := openRepo(t)
+	ctx := context.Background()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	schema := &readmodel.DiscoveredSchema{Digest: "d1", At: at, Tables: []readmodel.SchemaTable{
+		{Name: "orders", Columns: []readmodel.SchemaColumn{{Name: "id", Type: "bigint", PrimaryKey: true}, {Name: "note", Type: "text", Nullable: true}}},
+		{Name: "open_orders", View: true, Columns: []readmodel.SchemaColumn{}},
+	}}
+	doc := &readmodel.Document{ID: "s1", Version: 2, ConfigName: "orders-db", ConfigNameKey: "orders-db", CreatedAt: at, UpdatedAt: at, Discovered: schema}
+	if err := repo.Write(ctx, []readmodel.Write{{Doc: doc}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := repo.Get(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Discovered, schema) {
+		t.Fatalf("stored %+v, read %+v", schema, got.Discovered)
+	}
+	page, err := repo.List(ctx, readmodel.ListQuery{SortBy: readmodel.SortCreatedAt, Page: 1, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].ID != "s1" || page.Items[0].Discovered != nil {
+		t.Fatalf("list page %+v", page.Items)
 	}
 }
