@@ -123,3 +123,14 @@ func (h *DiscoverHandler) record(ctx context.Context, cmd DiscoverSchema, d *Dis
 		}
 	}
 }
+
+// DiscoveryFailedError says the database could not be read for its schema;
+// Reason is one of the connection test's reasons, Message never holds a secret.
+type DiscoveryFailedError struct {
+	Reason  string
+	Message string
+}
+
+func (e *DiscoveryFailedError) Error() string {
+	return "schema discovery failed: " + e.Reason + ": " + e.Message
+}

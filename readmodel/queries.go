@@ -151,8 +151,19 @@ func (q *Queries) History(ctx context.Context, id string, page, limit int) (Hist
 		return HistoryPage{}, err
 	}
 	out := HistoryPage{Items: []HistoryEntry{}, Total: len(evs)}
-	for i := (page - 1) * limit; i < len(evs) && i < page*limit; i++ {
-		out.Items = append(out.Items, Describe(evs[i]))
+	var schema *events.ConnectionSchemaDiscoveredV1 // the one before evs[i], for a schema's changes
+	for i := 0; i < len(evs) && i < page*limit; i++ {
+		p, isSchema := evs[i].Payload.(*events.ConnectionSchemaDiscoveredV1)
+		if i >= (page-1)*limit {
+			h := Describe(evs[i])
+			if isSchema {
+				describeSchemaChange(&h, schema, p)
+			}
+			out.Items = append(out.Items, h)
+		}
+		if isSchema {
+			schema = p
+		}
 	}
 	return out, nil
 }

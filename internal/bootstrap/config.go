@@ -22,6 +22,7 @@ type Config struct {
 	VaultAddr     string // VAULT_ADDR: Vault transit sealer; empty: development sealer
 	Projector     bool   // PROJECTOR: "embedded" (default) runs it in-process, "off" leaves it to cmd/projector
 	Timeout       time.Duration
+	SchemaMaxAge  time.Duration // SCHEMA_MAX_AGE, default 1h: how old a schema validate-schema trusts
 	LogLevel      slog.Level
 	// Getenv is how the Vault sealer reads its own variables.
 	Getenv func(string) string
@@ -43,6 +44,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		VaultAddr:     strings.TrimSpace(getenv("VAULT_ADDR")),
 		Projector:     true,
 		Timeout:       5 * time.Second,
+		SchemaMaxAge:  time.Hour,
 		Getenv:        getenv,
 	}
 	switch c.Env {
@@ -80,6 +82,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("STORE_TIMEOUT=%q: must be a positive duration such as 5s", v)
 		}
 		c.Timeout = d
+	}
+	if v := getenv("SCHEMA_MAX_AGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("SCHEMA_MAX_AGE=%q: must be a positive duration such as 1h", v)
+		}
+		c.SchemaMaxAge = d
 	}
 	if v := getenv("LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

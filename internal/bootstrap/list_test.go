@@ -71,6 +71,10 @@ func TestListFiltersSortsAndRefusesUnknownParameters(t *testing.T) {
 		{"createdFrom=2000-01-01", nil, "legacy,Analytics,billing,orders-replica,orders-main"},
 		{"createdTo=" + url.QueryEscape(time.Now().Add(time.Hour).UTC().Format(time.RFC3339)), nil, "legacy,Analytics,billing,orders-replica,orders-main"},
 		{"limit=2&page=2", nil, "billing,orders-replica"},
+		// Lerian's manager names the creation range startDate and endDate.
+		{"startDate=2000-01-01&endDate=2000-12-31", nil, ""},
+		{"startDate=2000-01-01&endDate=" + time.Now().UTC().Format(time.DateOnly), nil, "legacy,Analytics,billing,orders-replica,orders-main"},
+		{"startDate=" + time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly), nil, ""},
 	}
 	for _, tt := range tests {
 		page := h.list(tt.query, tt.headers)
@@ -91,6 +95,8 @@ func TestListFiltersSortsAndRefusesUnknownParameters(t *testing.T) {
 		{"limit=0", "FET-0405"},
 		{"page=0", "FET-0405"},
 		{"cursor=garbage", "FET-0405"},
+		{"endDate=tomorrow", "FET-0405"},
+		{"startDate=2000-01-01&createdFrom=2000-01-01", "FET-0405"},
 	} {
 		res := h.do(http.MethodGet, "/v1/management/connections?"+bad.query, nil, nil)
 		if res.status != http.StatusBadRequest || res.json(t)["code"] != bad.code {

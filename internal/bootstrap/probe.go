@@ -65,6 +65,32 @@ func rateLimiter(cfg Config) (*dbprobe.RateLimiter, error) {
 
 // Probe implements commands.Prober.
 func (p *prober) Probe(ctx context.Context, t commands.ProbeTarget) (commands.ProbeResult, error) {
+	res, err := p.tester.Test(ctx, dbTarget(t))
+	if err != nil {
+		return commands.ProbeResult{}, p.refusal(t, err)
+	}
+	return commands.ProbeResult{Status: string(res.Status), Reason: string(res.Reason), Message: res.Message, Latency: res.Latency}, nil
+}
+
+// Discover implements commands.SchemaDiscoverer with the tester's own
+// network policy, timeout and concurrency bound.
+func (p *prober) Discover(ctx context.Context, t commands.ProbeTarget) (commands.ProbeResult, domain.Schema, error) {
+	res, s, err := p.tester.Discover(ctx, dbTarget(t))
+	if err != nil {
+		return commands.ProbeResult{}, domain.Schema{}, p.refusal(t, err)
+	}
+	out := domain.Schema{Sampled: s.Sampled, Tables: make([]domain.Table, 0, len(s.Tables))}
+	for _, tb := range s.Tables {
+		dt := domain.Table{Name: tb.Name, View: tb.View, Columns: make([]domain.Column, 0, len(tb.Columns))}
+		for _, c := range tb.Columns {
+			dt.Columns = append(dt.Columns, domain.Column{Name: c.Name, Type: c.Type, Nullable: c.Nullable, PrimaryKey: c.PrimaryKey})
+		}
+		out.Tables = append(out.Tables, dt)
+	}
+	return commands.ProbeResult{Status: string(res.Status), Reason: string(res.Reason), Message: res.Message, Latency: res.Latency}, out, nil
+}
+
+func dbTarget(t commands.ProbeTarget) dbprobe.Target {
 	target := dbprobe.Target{
 		Engine:   dbprobe.Engine(t.Engine),
 		Host:     t.Host,
@@ -77,20 +103,22 @@ func (p *prober) Probe(ctx context.Context, t commands.ProbeTarget) (commands.Pr
 	if t.SSL != nil {
 		target.SSL = &dbprobe.SSL{Mode: t.SSL.Mode, CA: t.SSL.CA, Cert: t.SSL.Cert, Key: dbprobe.Secret(t.SSL.Key)}
 	}
-	res, err := p.tester.Test(ctx, target)
+	return target
+}
+
+// refusal translates the errors of an attempt that dialled nothing.
+func (p *prober) refusal(t commands.ProbeTarget, err error) error {
 	var invalid *dbprobe.InvalidTargetError
 	switch {
 	case errors.Is(err, dbprobe.ErrBlocked):
 		p.logger.Warn("connection test refused by the network policy", "host", t.Host, "reason", err.Error())
-		return commands.ProbeResult{}, fmt.Errorf("%w: %v", commands.ErrTargetRefused, err)
+		return fmt.Errorf("%w: %v", commands.ErrTargetRefused, err)
 	case errors.Is(err, dbprobe.ErrBusy):
-		return commands.ProbeResult{}, commands.ErrProbeBusy
+		return commands.ErrProbeBusy
 	case errors.As(err, &invalid):
 		v := &domain.ValidationError{}
 		v.Add(invalid.Field, domain.ViolationBadValue, invalid.Reason)
-		return commands.ProbeResult{}, v
-	case err != nil:
-		return commands.ProbeResult{}, err
+		return v
 	}
-	return commands.ProbeResult{Status: string(res.Status), Reason: string(res.Reason), Message: res.Message, Latency: res.Latency}, nil
+	return err
 }

@@ -120,6 +120,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if err != nil {
 		return nil, err
 	}
+	discover, err := commands.NewDiscoverHandler(commands.DiscoverDeps{
+		Store: s.Store, History: s.Store, Unsealer: sealer, Discoverer: probe, Limiter: limiter, NewID: newID, Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
 	if s.Projector, err = readmodel.NewProjector(s.live, logger, time.Now); err != nil {
 		return nil, err
 	}
@@ -163,6 +169,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		Queries: queries,
 		Secrets: secrets,
 		Logger:  logger,
+
+		Discover:     discover,
+		SchemaMaxAge: cfg.SchemaMaxAge,
 	})
 	if err != nil {
 		return nil, err

@@ -49,17 +49,29 @@ type Deps struct {
 	Queries Queries
 	Secrets SecretsReader
 	Logger  *slog.Logger
+
+	Discover Discoverer
+	// SchemaMaxAge is how old a recorded schema validate-schema trusts
+	// without discovering again; DefaultSchemaMaxAge when zero.
+	SchemaMaxAge time.Duration
 }
 
 // API serves /v1/management/connections.
 type API struct {
 	Deps
+	confirmed confirmations
 }
 
 // New builds the API.
 func New(d Deps) (*API, error) {
 	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Test == nil || d.Prober == nil || d.Queries == nil || d.Secrets == nil || d.Logger == nil {
 		return nil, errors.New("httpapi: New needs create, update, delete, test and secrets handlers, a prober, the queries and a logger")
+	}
+	if d.Discover == nil {
+		return nil, errors.New("httpapi: New needs a discover handler")
+	}
+	if d.SchemaMaxAge <= 0 {
+		d.SchemaMaxAge = DefaultSchemaMaxAge
 	}
 	return &API{Deps: d}, nil
 }
@@ -87,6 +99,8 @@ func (a *API) Handler() http.Handler {
 	g.POST("", a.create)
 	g.POST("/test", a.testUnsaved)
 	g.POST("/:id/test", a.testStored)
+	g.POST("/validate-schema", a.validateSchema)
+	g.GET("/:id/schema", a.schema)
 	g.GET("", a.list)
 	g.GET("/:id", a.get)
 	g.GET("/:id/history", a.history)

@@ -36,6 +36,8 @@ const (
 	CodeConflict           = "REG-0409"
 	CodeStaleVersion       = "REG-0412"
 	CodeIdempotencyReuse   = "REG-0422"
+	CodeSchemaMismatch     = "REG-4221"
+	CodeDatabaseUnreadable = "REG-0502"
 	CodeBodyTooLarge       = "REG-0413"
 	CodeMethodNotAllowed   = "REG-0405"
 	CodeHeadersTooLarge    = "REG-0431"
@@ -56,6 +58,10 @@ type ErrorBody struct {
 	Title   string            `json:"title"`
 	Message string            `json:"message"`
 	Fields  map[string]string `json:"fields"` // always present, empty when no field is at fault
+	// Status and Errors are set by a failed validate-schema only, whose
+	// answer is also the one of Lerian's manager.
+	Status string        `json:"status,omitempty"`
+	Errors []schemaError `json:"errors,omitempty"`
 }
 
 // MarshalJSON writes fields as {} when no field is at fault, never null, so
@@ -128,8 +134,16 @@ func classify(err error) (int, ErrorBody) {
 		reqErr      *requestError
 		validation  *domain.ValidationError
 		unavailable *domain.UnavailableError
+		mismatch    *SchemaMismatchError
+		unreadable  *commands.DiscoveryFailedError
 	)
 	switch {
+	case errors.As(err, &mismatch):
+		return http.StatusUnprocessableEntity, mismatchBody(mismatch)
+	case errors.As(err, &unreadable):
+		return http.StatusBadGateway, ErrorBody{Code: CodeDatabaseUnreadable, Title: "Database unreachable",
+			Message: "The connection's database could not be read: " + unreadable.Message,
+			Fields:  map[string]string{"reason": unreadable.Reason}}
 	case errors.As(err, &reqErr):
 		return reqErr.status, reqErr.body
 	case errors.As(err, &validation):
@@ -174,6 +188,25 @@ func classify(err error) (int, ErrorBody) {
 	}
 	return http.StatusInternalServerError, ErrorBody{Code: CodeInternal, Title: "Internal error",
 		Message: "The request failed unexpectedly; the error was logged with its request id."}
+}
+
+func mismatchBody(m *SchemaMismatchError) ErrorBody {
+	fields := make(map[string]string, len(m.Errors))
+	for _, e := range m.Errors {
+		path := "mappedFields." + e.DataSourceID
+		reason := "no connection has this configName"
+		switch e.Type {
+		case missingTable:
+			path, reason = path+"."+e.Table, "no such table or view"
+		case missingField:
+			path, reason = path+"."+e.Table+"."+e.Field, "no such field"
+		case unreachable:
+			reason = "the database could not be reached to read its schema"
+		}
+		fields[path] = reason
+	}
+	return ErrorBody{Code: CodeSchemaMismatch, Title: "Schema validation failed", Status: "failure", Errors: m.Errors, Fields: fields,
+		Message: m.Error() + "; see errors."}
 }
 
 func validationBody(v *domain.ValidationError) ErrorBody {

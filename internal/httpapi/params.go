@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -130,7 +131,11 @@ func parseInstant(s string) (time.Time, bool) {
 
 // listParams are the query parameters of a list, besides metadata.<key>.
 var listParams = []string{"page", "limit", "cursor", "type", "host", "databaseName", "configName",
-	"createdFrom", "createdTo", "sortBy", "sortOrder", "include", "health"}
+	"createdFrom", "createdTo", "sortBy", "sortOrder", "include", "health", "startDate", "endDate"}
+
+// listAliases are the names Lerian's manager gives to list parameters, so
+// that its clients' filters keep working.
+var listAliases = map[string]string{"startDate": "createdFrom", "endDate": "createdTo"}
 
 func invalidParam(name, reason string) error {
 	return badRequest(CodeInvalidQueryParam, "Invalid query parameter", name+" "+reason+".", map[string]string{name: reason})
@@ -166,6 +171,15 @@ func parseListQuery(values url.Values, header http.Header) (readmodel.ListQuery,
 	}
 	if len(others) > 0 {
 		return q, unknownParam(others[0])
+	}
+	for alias, name := range listAliases {
+		if v, ok := values[alias]; ok {
+			if _, both := values[name]; both {
+				return q, invalidParam(alias, "cannot be combined with "+name)
+			}
+			values = maps.Clone(values)
+			values[name] = v
+		}
 	}
 	var err error
 	if q.Page, q.Limit, err = pageAndLimit(values); err != nil {
@@ -231,14 +245,21 @@ func parseListQuery(values url.Values, header http.Header) (readmodel.ListQuery,
 		}
 		q.After = &cur
 	}
-	if h, ok := header["X-Product-Name"]; ok && len(h) > 0 {
-		p, err := domain.ParseProductName(h[0])
-		if err != nil {
-			return q, badRequest(CodeInvalidHeader, "Invalid header", "X-Product-Name "+err.Error()+".", map[string]string{"X-Product-Name": err.Error()})
-		}
-		q.ProductName = p
+	q.ProductName, err = productScope(header)
+	return q, err
+}
+
+// productScope is the product of X-Product-Name, empty when the header is absent.
+func productScope(header http.Header) (string, error) {
+	h, ok := header["X-Product-Name"]
+	if !ok || len(h) == 0 {
+		return "", nil
 	}
-	return q, nil
+	p, err := domain.ParseProductName(h[0])
+	if err != nil {
+		return "", badRequest(CodeInvalidHeader, "Invalid header", "X-Product-Name "+err.Error()+".", map[string]string{"X-Product-Name": err.Error()})
+	}
+	return p, nil
 }
 
 // cursorToken is the content of an opaque cursor: the position and the sort
