@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/connreg/registry/internal/dbprobe/dbtest"
 )
 
 // TestShortRunWritesEverySection runs the whole bench end to end with tiny
@@ -65,6 +67,13 @@ func TestShortRunWritesEverySection(t *testing.T) {
 	}
 	if rep.List.ReadModelSize < 300 || len(rep.List.Queries) != len(listQueries) {
 		t.Errorf("list: read model of %d, %d queries", rep.List.ReadModelSize, len(rep.List.Queries))
+	}
+	if _, err := os.Stat(filepath.Join(dbtest.PostgresBin, "postgres")); err == nil {
+		if rep.Schema.Discovery.Samples == 0 || rep.Schema.Validate.Samples == 0 || rep.Schema.Errors != 0 {
+			t.Errorf("schema: %+v", rep.Schema)
+		}
+	} else if rep.Schema.Skipped == "" {
+		t.Errorf("schema: measured without PostgreSQL? %+v", rep.Schema)
 	}
 	if rep.Replay.Events < 300 {
 		t.Errorf("replay: %d events, want every event of the stream (>= 300)", rep.Replay.Events)

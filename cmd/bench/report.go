@@ -33,6 +33,7 @@ type Report struct {
 	Seed          SeedResult     `json:"seed"`
 	List          ListSection    `json:"list"`
 	Replay        ReplayResult   `json:"replay"`
+	Schema        SchemaResult   `json:"schema"`
 	Limits        Limits         `json:"limits"`
 	Ratios        []Ratio        `json:"ratios"`
 	Targets       []Target       `json:"targets"`
@@ -323,6 +324,19 @@ func (r *Report) printTable(w io.Writer) {
 	for _, q := range r.List.Queries {
 		for _, e := range q.ErrorSamples {
 			fmt.Fprintf(w, "  %s error: %s\n", q.Name, e)
+		}
+	}
+
+	if sc := r.Schema; sc.Skipped != "" {
+		fmt.Fprintf(w, "\nSCHEMA: skipped (%s)\n", sc.Skipped)
+	} else {
+		fmt.Fprintf(w, "\nSCHEMA (PostgreSQL, %d tables, %d columns; started and filled in %.1fs)\n", sc.Tables, sc.Columns, sc.StartupSeconds)
+		fmt.Fprintf(w, "  discovery (GET /{id}/schema?refresh=true): p50 %.2f ms  p99 %.2f ms  max %.2f ms (%d samples, answer %d bytes)\n",
+			sc.Discovery.P50Ms, sc.Discovery.P99Ms, sc.Discovery.MaxMs, sc.Discovery.Samples, sc.ResponseBytes)
+		fmt.Fprintf(w, "  validate-schema from the read model (%d fields in %d tables): p50 %.2f ms  p99 %.2f ms  max %.2f ms (%d samples), %d errors\n",
+			sc.MappedFields, sc.MappedTables, sc.Validate.P50Ms, sc.Validate.P99Ms, sc.Validate.MaxMs, sc.Validate.Samples, sc.Errors)
+		for _, e := range sc.ErrorSamples {
+			fmt.Fprintf(w, "  schema error: %s\n", e)
 		}
 	}
 
