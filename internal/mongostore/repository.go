@@ -41,7 +41,7 @@ func Open(ctx context.Context, uri, database string, timeout time.Duration) (*Re
 		timeout = 5 * time.Second
 	}
 	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(timeout).
-		SetServerSelectionTimeout(timeout).SetMaxPoolSize(64))
+		SetServerSelectionTimeout(timeout).SetMaxPoolSize(64).SetRegistry(registry()))
 	if err != nil {
 		return nil, fmt.Errorf("mongo: connect: %w", err)
 	}
