@@ -14,38 +14,9 @@ import (
 // PostgreSQL and MariaDB and tests them through the API: success, the
 // failure reasons, the recorded events, the rate limit and the SSRF guard.
 func TestConnectionTestsAgainstRealServers(t *testing.T) {
-	ca, err := dbtest.NewCA("registry test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg, err := dbtest.StartPostgres(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Close)
-	my, err := dbtest.StartMariaDB(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(my.Close)
+	ca, pg, my := startSQLServers(t)
 	h := startService(t, t.TempDir(), map[string]string{"TEST_RATE_LIMIT": "3", "TEST_TIMEOUT": "5s"})
-
-	register := func(name, typ string, s *dbtest.Server, edit func(map[string]any)) string {
-		body := validBody(name)
-		body["type"], body["host"], body["port"] = typ, s.Host, s.Port
-		body["databaseName"], body["userName"], body["password"] = s.Database, s.User, s.Password
-		if s.Schema != "" {
-			body["schema"] = s.Schema
-		}
-		if edit != nil {
-			edit(body)
-		}
-		res := h.create(body)
-		if res.status != http.StatusCreated {
-			t.Fatalf("%s: %d %s", name, res.status, res.body)
-		}
-		return res.json(t)["id"].(string)
-	}
+	register := h.registerServer
 	test := func(id string) response {
 		return h.do(http.MethodPost, "/v1/management/connections/"+id+"/test", nil, nil)
 	}

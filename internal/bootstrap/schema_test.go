@@ -18,20 +18,7 @@ import (
 // from the read model or by discovering, and an unreachable database.
 func TestSchemaDiscoveryAndValidation(t *testing.T) {
 	ctx := context.Background()
-	ca, err := dbtest.NewCA("registry test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg, err := dbtest.StartPostgres(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Close)
-	my, err := dbtest.StartMariaDB(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(my.Close)
+	_, pg, my := startSQLServers(t)
 	if err := pg.Exec(ctx,
 		"CREATE TABLE customers (id bigint PRIMARY KEY, name varchar(40) NOT NULL, email text)",
 		"CREATE VIEW customer_names AS SELECT id, name FROM customers",
@@ -44,23 +31,7 @@ func TestSchemaDiscoveryAndValidation(t *testing.T) {
 	h := startService(t, t.TempDir(), map[string]string{"TEST_RATE_LIMIT": "100", "TEST_TIMEOUT": "5s"})
 	product := map[string]string{"X-Product-Name": "Reports"}
 
-	register := func(name, typ string, s *dbtest.Server, edit func(map[string]any)) string {
-		t.Helper()
-		body := validBody(name)
-		body["type"], body["host"], body["port"] = typ, s.Host, s.Port
-		body["databaseName"], body["userName"], body["password"] = s.Database, s.User, s.Password
-		if s.Schema != "" {
-			body["schema"] = s.Schema
-		}
-		if edit != nil {
-			edit(body)
-		}
-		res := h.create(body)
-		if res.status != http.StatusCreated {
-			t.Fatalf("%s: %d %s", name, res.status, res.body)
-		}
-		return res.json(t)["id"].(string)
-	}
+	register := h.registerServer
 	schemaOf := func(id, query string) map[string]any {
 		t.Helper()
 		res := h.do(http.MethodGet, "/v1/management/connections/"+id+"/schema"+query, nil, nil)
