@@ -151,3 +151,22 @@ func TestDiscoverUnreachable(t *testing.T) {
 		t.Fatalf("got %+v %+v %v", res, s, err)
 	}
 }
+
+// TestSchemaBuilderFoldsCatalogRows checks the row folding every SQL engine shares, with the spellings
+// of SQL Server (TABLE_TYPE "BASE TABLE"/"VIEW", YES/NO) and Oracle (OBJECT_TYPE "TABLE"/"VIEW", Y/N),
+// whose queries cannot run here.
+func TestSchemaBuilderFoldsCatalogRows(t *testing.T) {
+	var b schemaBuilder
+	b.row("ORDERS", "TABLE", "ID", "NUMBER", "N", "Y")
+	b.row("ORDERS", "TABLE", "NOTE", "VARCHAR2", "Y", "N")
+	b.row("EMPTY", "BASE TABLE", "", "", "", "")
+	b.row("OPEN_ORDERS", "VIEW", "ID", "int", "YES", "NO")
+	want := []Table{
+		{Name: "ORDERS", Columns: []Column{{Name: "ID", Type: "NUMBER", PrimaryKey: true}, {Name: "NOTE", Type: "VARCHAR2", Nullable: true}}},
+		{Name: "EMPTY", Columns: []Column{}},
+		{Name: "OPEN_ORDERS", View: true, Columns: []Column{{Name: "ID", Type: "int", Nullable: true}}},
+	}
+	if !reflect.DeepEqual(b.s.Tables, want) {
+		t.Fatalf("folded %+v", b.s.Tables)
+	}
+}

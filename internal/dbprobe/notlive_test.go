@@ -149,5 +149,12 @@ func TestSQLServerAndOracleFailures(t *testing.T) {
 			t.Errorf("%s port %d: got %+v %v, want %s", c.engine, c.port, res, err, c.want)
 		}
 		assertNoSecret(t, res.Message, pw)
+		// Discovery dials the same way and fails for the same reason; its catalog queries cannot run here.
+		res, schema, err := tt.Discover(context.Background(), Target{Engine: c.engine, Host: "127.0.0.1", Port: c.port,
+			Database: "svc", User: "u", Password: pw, SSL: c.ssl})
+		if err != nil || res.Reason != c.want || len(schema.Tables) != 0 {
+			t.Errorf("discovery, %s port %d: got %+v %v, want %s", c.engine, c.port, res, err, c.want)
+		}
+		assertNoSecret(t, res.Message, pw)
 	}
 }
