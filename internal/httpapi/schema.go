@@ -267,7 +267,7 @@ func (a *API) validateSchema(c *gin.Context) {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
-		fatalErr error
+		fatalErr error // the first error that fails the whole request
 	)
 	origin := a.origin(c)
 	for i, name := range names {
@@ -299,10 +299,16 @@ func (a *API) validateSchema(c *gin.Context) {
 			case errors.As(err, &limited) && doc.Discovered != nil:
 				k := fromDocumentSchema(doc) // discovered too often lately: the last schema is recent enough
 				schemas[i] = &k
-			case errors.As(err, &unavailable):
+			case errors.As(err, &unavailable), errors.As(err, &limited), errors.Is(err, commands.ErrProbeBusy):
+				// Nothing was attempted, or a part of the registry failed: the
+				// answer is "retry", not a verdict on the mapping.
 				mu.Lock()
-				fatalErr = err
+				if fatalErr == nil {
+					fatalErr = err
+				}
 				mu.Unlock()
+			case errors.Is(err, domain.ErrNotFound): // deleted meanwhile
+				problems[i] = missingConnection
 			default:
 				problems[i] = unreachable
 			}
