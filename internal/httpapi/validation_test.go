@@ -97,6 +97,13 @@ func (d testMustNotRun) Probe(context.Context, commands.ProbeTarget) (commands.P
 	return commands.ProbeResult{}, errors.New("probe must not run")
 }
 
+type discoverMustNotRun struct{ t *testing.T }
+
+func (d discoverMustNotRun) Handle(context.Context, commands.DiscoverSchema) (commands.Discovery, error) {
+	d.t.Error("a refused request reached the discover command")
+	return commands.Discovery{}, errors.New("discover must not run")
+}
+
 type deleteMustNotRun struct{ t *testing.T }
 
 func (d deleteMustNotRun) Handle(context.Context, commands.DeleteConnection) (commands.Result, error) {
@@ -141,6 +148,8 @@ func newRefusingAPI(t *testing.T) (http.Handler, *bytes.Buffer) {
 		Queries: queries,
 		Secrets: secretsMustNotRun{t},
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+
+		Discover: discoverMustNotRun{t},
 	})
 	if err != nil {
 		t.Fatal(err)
