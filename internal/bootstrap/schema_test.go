@@ -204,6 +204,20 @@ func TestSchemaDiscoveryAndValidation(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want 400 %s", c.method, c.path, res.status, res.body, c.code)
 		}
 	}
+	// Every schema event meets the AsyncAPI document.
+	cs := loadContract(t)
+	checked := 0
+	for _, m := range h.streamMessages(events.EventSubjectPrefix) {
+		if cs.check(t, m.Subject, m.Header, m.Data) == events.TypeConnectionSchemaDiscoveredV1 {
+			checked++
+		}
+		if strings.Contains(string(m.Data), pg.Password) || strings.Contains(string(m.Data), my.Password) {
+			t.Errorf("%s carries a plaintext password", m.Subject)
+		}
+	}
+	if checked != 4 { // pg-orders: first, phone added, phone dropped; my-shop: first
+		t.Errorf("%d schema events checked against the AsyncAPI document, want 4", checked)
+	}
 	for _, secret := range []string{pg.Password, my.Password} {
 		if strings.Contains(h.logs.String(), secret) {
 			t.Fatal("a database password is in the logs")
