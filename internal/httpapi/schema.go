@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -255,13 +256,7 @@ func (a *API) validateSchema(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range req.MappedFields {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(req.MappedFields))
 	schemas := make([]*knownSchema, len(names))
 	problems := make([]string, len(names)) // unreachable or unknown, per name
 	var (
@@ -338,13 +333,7 @@ func (a *API) validateSchema(c *gin.Context) {
 // its schema lacks, tables in name order, fields in the mapping's order.
 func checkMapping(name string, mapped map[string][]string, tables []domain.Table) []schemaError {
 	var out []schemaError
-	for _, table := range slices.Sorted(func(yield func(string) bool) {
-		for t := range mapped {
-			if !yield(t) {
-				return
-			}
-		}
-	}) {
+	for _, table := range slices.Sorted(maps.Keys(mapped)) {
 		i := slices.IndexFunc(tables, func(t domain.Table) bool { return strings.EqualFold(t.Name, table) })
 		if i < 0 {
 			out = append(out, schemaError{DataSourceID: name, Table: table, Type: missingTable})
