@@ -157,7 +157,8 @@ func (b *schemaBuilder) scanSQL(ctx context.Context, c *sql.Conn, query string, 
 
 // postgresSchemaQuery reads pg_catalog rather than information_schema: the latter hides the columns of
 // tables the user has no privilege on and spells types without their modifiers. relkind: r table,
-// p partitioned table, f foreign table, v view, m materialized view.
+// p partitioned table, f foreign table, v view, m materialized view; the partitions of a partitioned
+// table are left out (queries go through their parent).
 const postgresSchemaQuery = `SELECT c.relname, c.relkind::text, COALESCE(a.attname, ''),
   COALESCE(pg_catalog.format_type(a.atttypid, a.atttypmod), ''),
   CASE WHEN a.attnotnull THEN 'f' ELSE 't' END,
@@ -167,6 +168,7 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE n.nspname = COALESCE(NULLIF($1, ''), current_schema()) AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
+  AND NOT c.relispartition
 ORDER BY c.relname, a.attnum`
 
 func discoverPostgres(ctx context.Context, c *pgconn.PgConn, schema string, b *schemaBuilder) error {

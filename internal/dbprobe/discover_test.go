@@ -48,11 +48,13 @@ func TestDiscoverPostgres(t *testing.T) {
 		"CREATE VIEW disc_named AS SELECT id, name FROM disc_customers",
 		"CREATE MATERIALIZED VIEW disc_totals AS SELECT order_id, sum(amount) AS total FROM disc_lines GROUP BY order_id",
 		"CREATE TABLE public.disc_elsewhere (x int)",
+		"CREATE TABLE disc_events (at date NOT NULL, kind text) PARTITION BY RANGE (at)",
+		"CREATE TABLE disc_events_2026 PARTITION OF disc_events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
 	); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = s.Exec(ctx, "DROP MATERIALIZED VIEW disc_totals", "DROP VIEW disc_named", "DROP TABLE disc_lines", "DROP TABLE disc_customers", "DROP TABLE public.disc_elsewhere")
+		_ = s.Exec(ctx, "DROP TABLE disc_events", "DROP MATERIALIZED VIEW disc_totals", "DROP VIEW disc_named", "DROP TABLE disc_lines", "DROP TABLE disc_customers", "DROP TABLE public.disc_elsewhere")
 	})
 	got := discoverOK(t, Target{Engine: PostgreSQL, Host: s.Host, Port: s.Port, Database: s.Database, User: s.User,
 		Password: []byte(s.Password), Schema: s.Schema})
@@ -61,6 +63,10 @@ func TestDiscoverPostgres(t *testing.T) {
 			{Name: "id", Type: "bigint", PrimaryKey: true},
 			{Name: "name", Type: "character varying(40)"},
 			{Name: "email", Type: "text", Nullable: true},
+		}},
+		{Name: "disc_events", Columns: []Column{
+			{Name: "at", Type: "date"},
+			{Name: "kind", Type: "text", Nullable: true},
 		}},
 		{Name: "disc_lines", Columns: []Column{
 			{Name: "order_id", Type: "integer", PrimaryKey: true},
