@@ -160,6 +160,10 @@ func fields(d *Document) [][2]string {
 		health = fmt.Sprintf("{Status:%s Reason:%s Message:%q Since:%s CheckedAt:%s ConsecutiveFailures:%d}",
 			h.Status, h.Reason, h.Message, ms(h.Since), ms(h.CheckedAt), h.ConsecutiveFailures)
 	}
+	schema := "<nil>"
+	if s := d.Discovered; s != nil { // the digest stands for the tables
+		schema = fmt.Sprintf("{Digest:%s Sampled:%t At:%s Tables:%d}", s.Digest, s.Sampled, ms(s.At), len(s.Tables))
+	}
 	meta := "{}"
 	if len(d.Metadata) > 0 {
 		keys := slices.Sorted(maps.Keys(d.Metadata))
@@ -189,6 +193,7 @@ func fields(d *Document) [][2]string {
 		{"deletedAt", msp(d.DeletedAt)},
 		{"lastTest", test},
 		{"health", health},
+		{"discovered", schema},
 	}
 }
 
