@@ -49,8 +49,9 @@ const (
 
 // schemaCost starts a throwaway PostgreSQL, creates schemaTables tables in
 // the connection's schema, registers it through the API and times
-// discoveries and validations. Without PostgreSQL's binaries it is skipped.
-func schemaCost(ctx context.Context, base, runID string, discoveries int, d time.Duration) SchemaResult {
+// discoveries and, once settle says the projector has applied them,
+// validations. Without PostgreSQL's binaries it is skipped.
+func schemaCost(ctx context.Context, base, runID string, discoveries int, d time.Duration, settle func() error) SchemaResult {
 	r := SchemaResult{Tables: schemaTables, Columns: schemaTables * schemaColumns, MappedTables: schemaMappedTables,
 		MappedFields: schemaMappedTables * schemaMappedFields}
 	if _, err := os.Stat(filepath.Join(dbtest.PostgresBin, "postgres")); err != nil {
@@ -152,6 +153,11 @@ func schemaCost(ctx context.Context, base, runID string, discoveries int, d time
 		mapped[fmt.Sprintf("t%03d", i*(schemaTables/schemaMappedTables))] = fields
 	}
 	body := map[string]any{"mappedFields": map[string]any{"schema-" + runID: mapped}}
+	// A validation right after this process's write waits for the projector
+	// (read-your-writes); what is measured here is the answer from the read model.
+	if err := settle(); err != nil {
+		return fail("projector: %v", err)
+	}
 	lat = nil
 	deadline := time.Now().Add(d)
 	for ctx.Err() == nil && (time.Now().Before(deadline) || len(lat) < minListSamples) && time.Now().Before(deadline.Add(10*d)) {
