@@ -8,21 +8,6 @@ import (
 	"github.com/connreg/registry/events"
 )
 
-func newConnection(t *testing.T) *domain.Connection {
-	t.Helper()
-	spec, _, err := domain.ParseSpec(domain.SpecInput{ProductName: "p", ConfigName: "orders-db", Type: "POSTGRESQL",
-		Host: "db.example.com", Port: 5432, DatabaseName: "orders", UserName: "app", Password: []byte("pw")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := domain.Create("c1", spec, domain.Credentials{Password: domain.SealedSecret{Scheme: "dev", KeyName: "k", Ciphertext: "devseal:v1:x"}},
-		domain.Origin{Actor: "a", At: time.Now()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 var (
 	orders   = domain.Table{Name: "orders", Columns: []domain.Column{{Name: "id", Type: "bigint", PrimaryKey: true}}}
 	view     = domain.Table{Name: "open_orders", View: true, Columns: []domain.Column{{Name: "id", Type: "bigint", Nullable: true}}}
@@ -48,7 +33,7 @@ func TestRecordSchemaOnlyOnChange(t *testing.T) {
 		{"sampled differs", []domain.Schema{{Tables: []domain.Table{orders}}}, domain.Schema{Tables: []domain.Table{orders}, Sampled: true}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			conn := newConnection(t)
+			conn := healthFixture(t)
 			history := append([]events.Event(nil), conn.PendingEvents()...)
 			for _, s := range c.before {
 				if ok, err := conn.RecordSchema(s, domain.Origin{At: time.Now()}); !ok || err != nil {
@@ -81,7 +66,7 @@ func TestRecordSchemaOnlyOnChange(t *testing.T) {
 }
 
 func TestRecordSchemaOfADeletedConnection(t *testing.T) {
-	conn := newConnection(t)
+	conn := healthFixture(t)
 	if err := conn.Delete(domain.Origin{At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
