@@ -29,6 +29,10 @@ func TestHandlersRefuseMissingDependencies(t *testing.T) {
 			_, err := commands.NewTestHandler(commands.TestDeps{Store: f.store, History: f.store, Unsealer: f.sealer, NewID: f.ids.next, Now: f.clock.now})
 			return err
 		},
+		"discover": func() error {
+			_, err := commands.NewDiscoverHandler(commands.DiscoverDeps{Store: f.store, History: f.store, Unsealer: f.sealer, NewID: f.ids.next, Now: f.clock.now})
+			return err
+		},
 		"secrets read": func() error {
 			_, err := commands.NewSecretsReadHandler(f.store, f.store, nil, f.ids.next, f.clock.now)
 			return err
