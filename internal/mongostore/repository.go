@@ -32,7 +32,8 @@ type Repository struct {
 	connections *mongo.Collection
 	parked      *mongo.Collection
 	timeout     time.Duration
-	ferret      bool // the server is FerretDB: see ensureIndexes
+	ferret      bool           // the server is FerretDB: see ensureIndexes
+	registry    *bson.Registry // the client's, for documents encoded before a write (schema.go)
 }
 
 // Open connects, checks the server answers and creates the missing indexes.
@@ -40,8 +41,9 @@ func Open(ctx context.Context, uri, database string, timeout time.Duration) (*Re
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	reg := registry()
 	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(timeout).
-		SetServerSelectionTimeout(timeout).SetMaxPoolSize(64).SetRegistry(registry()))
+		SetServerSelectionTimeout(timeout).SetMaxPoolSize(64).SetRegistry(reg))
 	if err != nil {
 		return nil, fmt.Errorf("mongo: connect: %w", err)
 	}
@@ -57,6 +59,7 @@ func Open(ctx context.Context, uri, database string, timeout time.Duration) (*Re
 		connections: db.Collection(ConnectionsCollection),
 		parked:      db.Collection(ParkedCollection),
 		timeout:     timeout,
+		registry:    reg,
 	}
 	var info bson.M
 	if err := db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err == nil {
@@ -180,7 +183,7 @@ func (r *Repository) Write(ctx context.Context, writes []readmodel.Write) error 
 	for _, w := range writes {
 		// Encoded here, one document at a time, so that one the encoder
 		// refuses (a NUL in a key) does not fail the whole bulk write.
-		raw, err := bson.Marshal(w.Doc)
+		raw, err := r.marshal(w.Doc)
 		if err != nil {
 			refused[w.Doc.ID] = "cannot encode the document: " + err.Error()
 			continue

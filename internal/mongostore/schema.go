@@ -1,6 +1,7 @@
 package mongostore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -80,6 +81,18 @@ func decodeTables(_ bson.DecodeContext, vr bson.ValueReader, v reflect.Value) er
 	}
 	v.Set(reflect.ValueOf(tables))
 	return nil
+}
+
+// marshal encodes a document with the client's registry, as the driver
+// would when it is handed the document itself.
+func (r *Repository) marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := bson.NewEncoder(bson.NewDocumentWriter(&buf))
+	enc.SetRegistry(r.registry)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // registry is the driver's default registry with the schema tables codec.
