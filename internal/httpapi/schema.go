@@ -23,6 +23,9 @@ type Discoverer interface {
 	Handle(ctx context.Context, cmd commands.DiscoverSchema) (commands.Discovery, error)
 }
 
+// maxDiscoveriesPerRequest bounds the discoveries one validate-schema runs at once.
+const maxDiscoveriesPerRequest = 4
+
 // DefaultSchemaMaxAge is how old a schema from the read model may be for
 // validate-schema to trust it without discovering again.
 const DefaultSchemaMaxAge = time.Hour
@@ -265,6 +268,9 @@ func (a *API) validateSchema(c *gin.Context) {
 		fatalErr error // the first error that fails the whole request
 	)
 	origin := a.origin(c)
+	// One mapping must not take every slot of the connection tester (its
+	// other callers would get "busy"): it discovers a few at a time.
+	slots := make(chan struct{}, maxDiscoveriesPerRequest)
 	for i, name := range names {
 		doc, err := a.byConfigName(ctx, product, name)
 		if errors.Is(err, readmodel.ErrNotFound) {
@@ -283,6 +289,8 @@ func (a *API) validateSchema(c *gin.Context) {
 		wg.Add(1)
 		go func(i int, doc *readmodel.Document) {
 			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			k, err := a.discover(ctx, doc.ID, origin)
 			var (
 				limited     *commands.RateLimitedError
