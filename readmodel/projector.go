@@ -228,10 +228,25 @@ func refusedBy(id, reason string) error {
 
 // documents returns the current documents of ids: from the index when the
 // projector keeps one and may trust it (it wrote them itself), from the store
-// for the rest and after a conflict.
+// for the rest and after a conflict. Every document read from the store goes
+// into the index too: a store write can succeed in part (an unordered bulk
+// insert that meets one duplicate inserts the others) or succeed after its
+// client gave up, and the batch retried after it finds those documents
+// already applied and writes nothing; without this the index, and the lists
+// it answers, would miss them until the next restart.
 func (p *Projector) documents(ctx context.Context, ids []string, fromIndex bool) (map[string]*Document, error) {
-	if p.index == nil || !fromIndex {
+	if p.index == nil {
 		return p.store.Documents(ctx, ids)
+	}
+	if !fromIndex {
+		docs, err := p.store.Documents(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			p.index.Put(d)
+		}
+		return docs, nil
 	}
 	docs := make(map[string]*Document, len(ids))
 	var missing []string
@@ -249,6 +264,7 @@ func (p *Projector) documents(ctx context.Context, ids []string, fromIndex bool)
 		}
 		for id, d := range more {
 			docs[id] = d
+			p.index.Put(d)
 		}
 	}
 	return docs, nil

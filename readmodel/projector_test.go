@@ -221,3 +221,49 @@ func TestProjectorParksWhatTheStoreRefuses(t *testing.T) {
 		}
 	}
 }
+
+// A batch redelivered after a store write that succeeded unseen (the answer
+// lost, or an unordered bulk insert that met one duplicate and inserted the
+// rest) finds its documents applied already and writes nothing; the index the
+// lists read must still get them.
+func TestProjectorIndexGetsDocumentsItFindsAlreadyStored(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := devstack.StartMongo(t.TempDir(), "", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	repo, err := mongostore.Open(ctx, m.URI(), "test", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = repo.Close(context.Background()) })
+
+	a, b := uuid.NewString(), uuid.NewString()
+	// An earlier attempt stored a's creation, and its answer never came back.
+	earlier, err := readmodel.NewProjector(repo, quiet, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := earlier.Project(ctx, []readmodel.Message{message(t, 1, created(a, "a-db", 1))}); err != nil {
+		t.Fatal(err)
+	}
+	idx := readmodel.NewIndex()
+	p, err := readmodel.NewProjector(repo, quiet, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.KeepIndex(idx)
+	if err := p.Project(ctx, []readmodel.Message{message(t, 1, created(a, "a-db", 1)), message(t, 2, created(b, "b-db", 1))}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := idx.List(ctx, readmodel.ListQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Total != 2 {
+		t.Fatalf("the index lists %d documents, the store holds 2: %+v", res.Total, res.Items)
+	}
+}
