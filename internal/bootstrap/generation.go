@@ -138,7 +138,7 @@ func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongo
 		logger.Warn("the read model has parked events: their connections are missing or stale in lists",
 			"parkedEvents", n, "collection", mongostore.ParkedCollection)
 	}
-	backoff := time.Second
+	retry := eventstore.NewBackoff(time.Second, 30*time.Second)
 	for {
 		gctx, cancel := context.WithCancel(ctx)
 		next := make(chan switchTo, 1)
@@ -176,13 +176,13 @@ func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongo
 		}
 		// The consumer could not be created or read (NATS restarting, say):
 		// try again rather than leave the read model behind for good.
-		logger.Warn("projector consumer failed; retrying", "consumer", meta.Consumer, "error", err.Error(), "in", backoff.String())
+		pause := retry.NextBackOff()
+		logger.Warn("projector consumer failed; retrying", "consumer", meta.Consumer, "error", err.Error(), "in", pause.String())
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(pause):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

@@ -2,10 +2,13 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
@@ -16,34 +19,85 @@ import (
 // Renaming it makes the projector start again from the first event.
 const ProjectorConsumer = "readmodel-projector"
 
-// BatchHandler applies a batch of messages; an error asks for the same batch
-// again.
-type BatchHandler func(ctx context.Context, batch []readmodel.Message) error
-
-// Consume delivers the stream's connection events, in stream order, to
-// handle in batches of up to maxBatch, through the durable consumer name,
-// until ctx ends. A batch is acknowledged after handle succeeds; a failing
-// batch is retried with backoff while its messages are kept in progress, so a
-// store outage delays projection but loses nothing. Batches form from what is
-// already delivered: an idle projector handles a lone event at once.
-func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger, handle BatchHandler) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
+// projectorConsumerConfig is the one configuration of a read-model
+// projector's durable consumer, used by the live projector (Consume) and by
+// replay (CatchUp), since the live projector takes over the consumer a replay
+// built.
+//
+// Acknowledgement is explicit, one ack per message after its batch is
+// stored: the acknowledgement floor then only ever passes events that were
+// written. (With ack-all, a restarted projector acknowledged newer events and
+// with them the ones delivered to the killed process and never written, which
+// were lost from the read model for good.)
+func projectorConsumerConfig(name string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "Projects connection events into the read model.",
 		FilterSubject: events.EventSubjectFilter,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 20000,
-	})
+	}
+}
+
+// BatchHandler applies a batch of messages; an error asks for the same batch
+// again.
+type BatchHandler func(ctx context.Context, batch []readmodel.Message) error
+
+// errResubscribe asks Consume to start its subscription again from the
+// acknowledgement floor: a delivery was lost on the way, or the subscription
+// reported trouble that may have lost one.
+var errResubscribe = errors.New("jetstream: resubscribe from the acknowledgement floor")
+
+// Consume delivers the stream's connection events, in stream order, to
+// handle in batches of up to maxBatch, through the durable consumer name,
+// until ctx ends. Every message of a batch is acknowledged after handle
+// succeeds, never before; a failing batch is retried with backoff while its
+// messages are kept in progress, so a store outage delays projection but
+// loses nothing. Batches form from what is already delivered: an idle
+// projector handles a lone event at once.
+//
+// Order holds across crashes and lost deliveries: each subscription starts by
+// resetting the consumer to its acknowledgement floor (what a killed process
+// had received but not acknowledged is delivered again, first, instead of
+// after AckWait behind newer events), and a gap in the delivery sequence (a
+// message lost on the way, around a NATS restart) ends the subscription and
+// starts another from the floor. Events are then handed over again at worst,
+// and applying one twice changes nothing. One projector process per durable
+// consumer: a second one would reset the first one's deliveries.
+func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger, handle BatchHandler) error {
+	for {
+		err := consumeOnce(ctx, js, name, maxBatch, logger, handle)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, errResubscribe) {
+			return err
+		}
+		logger.Info("projector resubscribing from its acknowledgement floor", "consumer", name, "reason", err.Error())
+	}
+}
+
+func consumeOnce(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger, handle BatchHandler) error {
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, projectorConsumerConfig(name))
 	if err != nil {
 		return fmt.Errorf("jetstream: consumer %s: %w", name, err)
 	}
+	order, err := resetToAckFloor(ctx, js, name, logger)
+	if err != nil {
+		return err
+	}
 	inbox := make(chan jetstream.Msg, 4*maxBatch)
+	trouble := make(chan error, 1)
 	cc, err := cons.Consume(func(m jetstream.Msg) { inbox <- m },
 		jetstream.PullMaxMessages(2*maxBatch),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			logger.Warn("projector consumer", "error", err.Error())
+			select {
+			case trouble <- err:
+			default:
+			}
 		}))
 	if err != nil {
 		return fmt.Errorf("jetstream: consume %s: %w", name, err)
@@ -52,52 +106,155 @@ func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 
 	msgs := make([]jetstream.Msg, 0, maxBatch)
 	batch := make([]readmodel.Message, 0, maxBatch)
+	retry := retryBackoff()
 	for {
 		msgs, batch = msgs[:0], batch[:0]
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-inbox:
-			msgs = append(msgs, m)
-		}
-	drain:
-		for len(msgs) < maxBatch {
-			select {
-			case m := <-inbox:
-				msgs = append(msgs, m)
-			default:
-				break drain
-			}
-		}
-		for _, m := range msgs {
+		gap := false
+		take := func(m jetstream.Msg) error {
 			meta, err := m.Metadata()
 			if err != nil {
 				return fmt.Errorf("jetstream: message without metadata: %w", err)
 			}
+			if !order.next(meta.Sequence.Consumer) {
+				gap = true
+				return nil
+			}
+			msgs = append(msgs, m)
 			batch = append(batch, readmodel.Message{Sequence: meta.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
+			return nil
 		}
-		pause := 50 * time.Millisecond
-		for {
-			err := safely(ctx, handle, batch)
-			if err == nil {
-				break
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-trouble:
+			// Deliveries may have been lost with the connection; the ones
+			// still to come would show it only by a gap, and the last ones
+			// never: start again from the floor.
+			return fmt.Errorf("%w: %v", errResubscribe, err)
+		case m := <-inbox:
+			if err := take(m); err != nil {
+				return err
 			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			logger.Warn("projector batch failed; retrying", "error", err.Error(), "first", batch[0].Sequence, "size", len(batch))
-			for _, m := range msgs {
-				_ = m.InProgress()
-			}
+		}
+	drain:
+		for !gap && len(msgs) < maxBatch {
 			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pause):
+			case m := <-inbox:
+				if err := take(m); err != nil {
+					return err
+				}
+			default:
+				break drain
 			}
-			pause = min(2*pause, 5*time.Second)
 		}
-		if err := msgs[len(msgs)-1].Ack(); err != nil {
-			logger.Warn("projector ack failed; the batch will be redelivered and skipped", "error", err.Error())
+		if len(batch) > 0 {
+			if err := handleRetrying(ctx, batch, handle, logger, msgs, retry); err != nil {
+				return nil // ctx ended
+			}
+			for _, m := range msgs {
+				if err := m.Ack(); err != nil {
+					// The message comes again (after a resubscription or
+					// AckWait) and changes nothing then.
+					logger.Warn("projector ack failed", "error", err.Error())
+				}
+			}
+		}
+		if gap {
+			return fmt.Errorf("%w: a delivery was lost", errResubscribe)
+		}
+	}
+}
+
+// deliveryOrder checks that deliveries come without a gap: the consumer's
+// delivery sequence grows by one with every delivery, redeliveries included.
+type deliveryOrder struct{ last uint64 }
+
+func (o *deliveryOrder) next(seq uint64) bool {
+	if seq != o.last+1 {
+		return false
+	}
+	o.last = seq
+	return true
+}
+
+// resetToAckFloor makes the durable consumer name deliver again everything
+// after its acknowledgement floor, in stream order, forgetting what it had
+// delivered without acknowledgement (to a process that died, or on a
+// connection that broke). It returns the delivery order to expect next.
+// nats-server answers the reset from 2.14 on; an older server refuses it, and
+// then a killed projector's unacknowledged events come back after AckWait.
+func resetToAckFloor(ctx context.Context, js jetstream.JetStream, name string, logger *slog.Logger) (*deliveryOrder, error) {
+	prefix := js.Options().APIPrefix
+	if prefix == "" {
+		prefix = jetstream.DefaultAPIPrefix
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := js.Conn().RequestWithContext(rctx, prefix+"CONSUMER.RESET."+events.StreamName+"."+name, nil)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: reset consumer %s: %w", name, err)
+	}
+	var answer struct {
+		Error     *jetstream.APIError `json:"error"`
+		Delivered struct {
+			Consumer uint64 `json:"consumer_seq"`
+		} `json:"delivered"`
+	}
+	if err := json.Unmarshal(resp.Data, &answer); err != nil {
+		return nil, fmt.Errorf("jetstream: reset consumer %s: malformed answer: %w", name, err)
+	}
+	if answer.Error != nil {
+		logger.Warn("the consumer reset is refused (nats-server older than 2.14?): events a stopped projector "+
+			"had received come back only after AckWait", "consumer", name, "error", answer.Error.Error())
+		info, err := js.Consumer(ctx, events.StreamName, name)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
+		}
+		return &deliveryOrder{last: info.CachedInfo().Delivered.Consumer}, nil
+	}
+	return &deliveryOrder{last: answer.Delivered.Consumer}, nil
+}
+
+// NewBackoff is the one retry schedule of the event-store loops: exponential
+// (doubling) from initial to at most ceiling, each pause drawn within +-50% so
+// that processes stopped by one outage do not retry in step.
+func NewBackoff(initial, ceiling time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = initial
+	b.MaxInterval = ceiling
+	b.Multiplier = 2
+	return b
+}
+
+// retryBackoff is the pause between two attempts of a failing batch.
+func retryBackoff() *backoff.ExponentialBackOff {
+	return NewBackoff(50*time.Millisecond, 5*time.Second)
+}
+
+// handleRetrying hands batch to handle until it succeeds or ctx ends (then
+// it returns ctx's error), keeping the messages in progress meanwhile so that
+// the server does not deliver them again.
+func handleRetrying(ctx context.Context, batch []readmodel.Message, handle BatchHandler, logger *slog.Logger,
+	msgs []jetstream.Msg, retry *backoff.ExponentialBackOff) error {
+	retry.Reset()
+	for {
+		err := safely(ctx, handle, batch)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		pause := retry.NextBackOff()
+		logger.Warn("projector batch failed; retrying", "error", err.Error(), "first", batch[0].Sequence, "size", len(batch),
+			"in", pause.String())
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
 		}
 	}
 }

@@ -18,20 +18,27 @@ import (
 // not exist, with the configuration Consume uses) to handle, in stream order,
 // in batches of up to maxBatch, and returns once the consumer has nothing
 // pending: every event appended before that moment has been handled and
-// acknowledged. Each batch's acknowledgement is confirmed by the server
-// before the next fetch, so a process that stops (or crashes) leaves no
-// delivered-but-unacknowledged message behind except the batch in hand, which
-// the next user of the consumer receives again. A failing batch is retried
-// with backoff, as in Consume. progress, when not nil, is called after each
-// batch with the number of events handled so far by this call and the number
-// still pending on the server.
+// acknowledged. It starts from the consumer's acknowledgement floor (see
+// resetToAckFloor: a crashed run's last batch comes first), acknowledges
+// every message of a batch once handle succeeded, and has the server confirm
+// the batch's last acknowledgement before the next fetch. A gap in the
+// deliveries starts again from the floor. A failing batch is retried with
+// backoff, as in Consume. progress, when not nil, is called after each batch
+// with the number of events handled so far by this call and the number still
+// pending on the server.
 func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger,
 	handle BatchHandler, progress func(done, pending uint64)) (done uint64, err error) {
 	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, projectorConsumerConfig(name))
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: consumer %s: %w", name, err)
 	}
+	order, err := resetToAckFloor(ctx, js, name, logger)
+	if err != nil {
+		return 0, err
+	}
+	msgs := make([]jetstream.Msg, 0, maxBatch)
 	batch := make([]readmodel.Message, 0, maxBatch)
+	retry := retryBackoff()
 	backlog := true
 	for {
 		if err := ctx.Err(); err != nil {
@@ -49,33 +56,48 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 		if err != nil {
 			return done, fmt.Errorf("jetstream: fetch from %s: %w", name, err)
 		}
-		var last jetstream.Msg
-		batch = batch[:0]
+		msgs, batch = msgs[:0], batch[:0]
+		gap := false
 		for m := range fetched.Messages() {
 			meta, err := m.Metadata()
 			if err != nil {
 				return done, fmt.Errorf("jetstream: message without metadata: %w", err)
 			}
+			if gap || !order.next(meta.Sequence.Consumer) {
+				gap = true
+				continue // drain the batch; it comes again after the reset
+			}
+			msgs = append(msgs, m)
 			batch = append(batch, readmodel.Message{Sequence: meta.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
-			last = m
 		}
 		if err := fetched.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return done, fmt.Errorf("jetstream: fetch from %s: %w", name, err)
 		}
-		if last != nil {
-			if err := handleRetrying(ctx, batch, handle, logger, last); err != nil {
+		if len(msgs) > 0 {
+			if err := handleRetrying(ctx, batch, handle, logger, msgs, retry); err != nil {
 				return done, err
 			}
-			if err := last.DoubleAck(ctx); err != nil {
+			for _, m := range msgs[:len(msgs)-1] {
+				_ = m.Ack()
+			}
+			// The server handles a consumer's acknowledgements in order:
+			// the confirmed last one confirms the batch.
+			if err := msgs[len(msgs)-1].DoubleAck(ctx); err != nil {
 				return done, fmt.Errorf("jetstream: acknowledge to %s: %w", name, err)
 			}
 			done += uint64(len(batch))
+		}
+		if gap {
+			logger.Info("replay resuming from its acknowledgement floor: a delivery was lost", "consumer", name)
+			if order, err = resetToAckFloor(ctx, js, name, logger); err != nil {
+				return done, err
+			}
 		}
 		info, err := cons.Info(ctx)
 		if err != nil {
 			return done, fmt.Errorf("jetstream: consumer %s info: %w", name, err)
 		}
-		if progress != nil && last != nil {
+		if progress != nil && len(msgs) > 0 {
 			progress(done, info.NumPending)
 		}
 		logger.Debug("catch-up", "consumer", name, "fetched", len(batch), "pending", info.NumPending, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream)
@@ -83,7 +105,7 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 		if info.NumPending == 0 && info.NumAckPending == 0 {
 			return done, nil
 		}
-		if last == nil {
+		if len(msgs) == 0 && !gap {
 			// Messages are pending but none came: they are delivered to
 			// someone else or about to be; look again shortly.
 			select {
@@ -92,27 +114,6 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
-	}
-}
-
-func handleRetrying(ctx context.Context, batch []readmodel.Message, handle BatchHandler, logger *slog.Logger, last jetstream.Msg) error {
-	pause := 50 * time.Millisecond
-	for {
-		err := handle(ctx, batch)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		logger.Warn("replay batch failed; retrying", "error", err.Error(), "first", batch[0].Sequence, "size", len(batch))
-		_ = last.InProgress()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 5*time.Second)
 	}
 }
 
@@ -196,20 +197,5 @@ func FoldEvents(ctx context.Context, js jetstream.JetStream, upTo uint64, fn fun
 		if err := ctx.Err(); err != nil {
 			return through, err
 		}
-	}
-}
-
-// projectorConsumerConfig is the durable consumer configuration of a
-// read-model projector; it must stay equal to the one Consume creates, since
-// the live projector takes over the consumer a replay created.
-func projectorConsumerConfig(name string) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "Projects connection events into the read model.",
-		FilterSubject: events.EventSubjectFilter,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 20000,
 	}
 }
