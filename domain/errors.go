@@ -19,6 +19,10 @@ var (
 	ErrIdempotencyKeyReused = errors.New("idempotency key used with a different request")
 	// ErrConcurrentChange: the aggregate changed between load and append.
 	ErrConcurrentChange = errors.New("connection changed concurrently")
+	// ErrOutcomeUnknown: a write was sent and its answer never came, and
+	// asking again could not tell whether it was stored. A retry with the
+	// same Idempotency-Key finds out.
+	ErrOutcomeUnknown = errors.New("the outcome of the write is unknown")
 )
 
 // ViolationKind classifies why one field was refused; the HTTP layer picks

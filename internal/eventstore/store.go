@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
@@ -56,6 +55,9 @@ type Store struct {
 	// abandoned. It must exceed the time any append may take (the timeout).
 	ClaimGrace time.Duration
 	now        func() time.Time
+	// beforeEvent, when set (by tests), runs between a claim and the event
+	// that uses it: where a writer may stall or die.
+	beforeEvent func()
 }
 
 // NewStore returns a store over an existing stream (see EnsureStream).
@@ -91,6 +93,9 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		if claimed, err = s.claim(ctx, *a.Claim, a.AggregateID); err != nil {
 			return 0, err
 		}
+	}
+	if s.beforeEvent != nil {
+		s.beforeEvent()
 	}
 	seq, err := s.appendEvents(ctx, a, expected)
 	if err != nil {
@@ -227,7 +232,7 @@ func (s *Store) writeName(ctx context.Context, n commands.NameClaim, aggregateID
 	m := nats.NewMsg(events.NameSubject(n.Organization, n.ConfigName))
 	m.Data = body
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
-	_, err = s.publish(ctx, []*nats.Msg{m})
+	_, err = s.publish(ctx, m)
 	return s.mapPublishError(err)
 }
 
@@ -251,29 +256,67 @@ func (s *Store) nameHolder(ctx context.Context, n commands.NameClaim) (string, *
 	return "", last, nil
 }
 
-// appendEvents writes the events on the aggregate's subject, the first one
-// expecting the subject's newest message at sequence expected. Several
-// events go as one atomic batch.
+// appendEvents writes the events on the aggregate's subject, each one
+// expecting the subject's newest message at the sequence of the one before
+// (the first at expected). An aggregate's events are written one message at
+// a time; a command records one event.
 func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected uint64) (uint64, error) {
-	msgs := make([]*nats.Msg, 0, len(a.Events))
-	for i, e := range a.Events {
+	var seq uint64
+	for _, e := range a.Events {
 		m, err := EventMessage(e)
 		if err != nil {
 			return 0, err
 		}
-		if i == 0 {
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+		seq, err = s.publishKnowing(ctx, m)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && isWrongLastSequence(apiErr) {
+			// Either another writer came first, or this very event was
+			// stored before (a retry after a lost answer): the newest event
+			// tells.
+			return s.alreadyStored(ctx, a)
 		}
-		msgs = append(msgs, m)
+		if err != nil {
+			return 0, s.mapPublishError(err)
+		}
+		expected = seq
 	}
-	seq, err := s.publishRetrying(ctx, msgs)
+	return seq, nil
+}
+
+// publishKnowing publishes m and, when its answer does not come (a timeout,
+// a connection lost after the message left), finds out whether the server
+// stored it by publishing it again: the message id makes the server store it
+// once and answer the second attempt with the stored sequence
+// (DuplicateWindow). When that answer does not come either, the outcome is
+// unknown and the error says so (domain.ErrOutcomeUnknown): the caller must
+// not say that nothing was written.
+func (s *Store) publishKnowing(ctx context.Context, m *nats.Msg) (uint64, error) {
+	seq, err := s.publish(ctx, m)
+	if err == nil || !mayHaveLanded(err) {
+		return seq, err
+	}
+	// The caller's time may be spent: the check gets a bound of its own.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	seq, err2 := s.publish(cctx, m)
+	if err2 == nil || !mayHaveLanded(err2) {
+		return seq, err2
+	}
+	return 0, fmt.Errorf("%w: %w", domain.ErrOutcomeUnknown, domain.Unavailable(domain.DependencyEventStore, err))
+}
+
+// mayHaveLanded tells whether a publish that failed with err may still have
+// been stored: its request left, and its answer did not come back. No
+// responders and a refusal by the server are definite.
+func mayHaveLanded(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeBatchDuplicate || isWrongLastSequence(apiErr)) {
-		// Either another writer came first, or these very events were stored
-		// before (a retry after a lost answer): the newest event tells.
-		return s.alreadyStored(ctx, a)
+	switch {
+	case errors.As(err, &apiErr), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrBadSubject), errors.Is(err, nats.ErrMaxPayload):
+		return false
 	}
-	return seq, s.mapPublishError(err)
+	return true
 }
 
 // EventMessage is the message that carries an event on its connection's
@@ -312,33 +355,18 @@ func (s *Store) mapPublishError(err error) error {
 	return domain.Unavailable(domain.DependencyEventStore, err)
 }
 
-// pubAck is the server's answer to a publish or a batch commit.
+// pubAck is the server's answer to a publish.
 type pubAck struct {
 	Stream   string              `json:"stream"`
 	Sequence uint64              `json:"seq"`
-	Count    int                 `json:"count"`
 	Error    *jetstream.APIError `json:"error"`
 }
 
-// publish sends one message as a plain publish, or several as an atomic
-// batch whose last message commits, and returns the last sequence. A plain
-// publish that the duplicate window recognises answers with the stored
-// message's sequence.
-func (s *Store) publish(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
-	if len(msgs) > 1 {
-		id := nuid.Next()
-		for i, m := range msgs {
-			m.Header.Set("Nats-Batch-Id", id)
-			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		}
-		msgs[len(msgs)-1].Header.Set("Nats-Batch-Commit", "1")
-		for _, m := range msgs[:len(msgs)-1] {
-			if err := s.nc.PublishMsg(m); err != nil {
-				return 0, err
-			}
-		}
-	}
-	resp, err := s.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
+// publish sends one message and returns its stream sequence. A publish that
+// the duplicate window recognises answers with the stored message's
+// sequence.
+func (s *Store) publish(ctx context.Context, m *nats.Msg) (uint64, error) {
+	resp, err := s.nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
 		return 0, err
 	}
@@ -352,37 +380,13 @@ func (s *Store) publish(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 	return ack.Sequence, nil
 }
 
-// Atomic-batch errors: a new attempt cures the load ones.
-const (
-	errCodeBatchDuplicate       = 10201
-	errCodeBatchIncomplete      = 10176
-	errCodeBatchTooManyInflight = 10210
-)
-
-// publishRetrying retries a batch the server turned away for load, with a
-// short growing pause, until the context ends.
-func (s *Store) publishRetrying(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
-	pause := 500 * time.Microsecond
-	for {
-		seq, err := s.publish(ctx, msgs)
-		var apiErr *jetstream.APIError
-		if err == nil || !errors.As(err, &apiErr) ||
-			(apiErr.ErrorCode != errCodeBatchIncomplete && apiErr.ErrorCode != errCodeBatchTooManyInflight) {
-			return seq, err
-		}
-		select {
-		case <-ctx.Done():
-			return 0, err
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 20*time.Millisecond)
-	}
-}
-
 // alreadyStored answers a retried append whose events the stream holds
 // already: success with the stored sequence when the aggregate's newest event
 // is our last one, a concurrent change otherwise.
 func (s *Store) alreadyStored(ctx context.Context, a commands.Append) (uint64, error) {
+	// The caller's time may be spent by a publish asked twice.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
 	last, err := s.stream.GetLastMsgForSubject(ctx, events.EventSubject(a.AggregateID))
 	if err != nil {
 		return 0, domain.ErrConcurrentChange

@@ -40,6 +40,14 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	f := fixtureOn(t, nc)
+	f.url = srv.URL()
+	return f
+}
+
+// fixtureOn makes the stream and a store over the connection nc.
+func fixtureOn(t *testing.T, nc *nats.Conn) *fixture {
+	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +60,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{url: srv.URL(), nc: nc, js: js, stream: stream, store: store}
+	return &fixture{nc: nc, js: js, stream: stream, store: store}
 }
 
 func createdEvent(id, name string) events.Event {

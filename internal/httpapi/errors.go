@@ -49,6 +49,7 @@ const (
 	CodeReadModelDown      = "REG-5032"
 	CodeSealerDown         = "REG-5033"
 	CodeTestsBusy          = "REG-5034"
+	CodeOutcomeUnknown     = "REG-5035"
 	CodeDependencyDownElse = "REG-5030"
 )
 
@@ -173,6 +174,10 @@ func classify(err error) (int, ErrorBody) {
 	case errors.Is(err, domain.ErrConcurrentChange):
 		return http.StatusConflict, ErrorBody{Code: CodeConflict, Title: "Concurrent change",
 			Message: "The connection changed while the request ran; retry it."}
+	case errors.Is(err, domain.ErrOutcomeUnknown):
+		return http.StatusServiceUnavailable, ErrorBody{Code: CodeOutcomeUnknown, Title: "Outcome unknown",
+			Message: "The event store did not confirm the write and it could not be checked: it may or may not " +
+				"have been stored. Retry with the same Idempotency-Key to find out."}
 	case errors.As(err, &unavailable):
 		code, what := CodeDependencyDownElse, "A dependency"
 		switch unavailable.Dependency {
