@@ -23,36 +23,15 @@ const (
 	HeaderEventType        = "Connreg-Event-Type"
 )
 
-// claim is the body of a message on a name subject. The newest message of a
-// name subject tells whether the name is held, and by which connection.
-type claim struct {
-	State        string `json:"state"` // "claimed" or "released"
-	ConnectionID string `json:"connectionId"`
-	ConfigName   string `json:"configName"`
-}
-
-const (
-	stateClaimed  = "claimed"
-	stateReleased = "released"
-)
-
-// Store appends to and reads from the system-of-record stream.
-//
-// A config name is held by a claim message on its name subject, written
-// create-if-absent (Nats-Expected-Last-Subject-Sequence) before the event
-// that uses the name, so an event never exists without its claim and of any
-// number of racing writers exactly one holds the name. The claim and the
-// event are two writes: a writer that dies between them leaves a claim whose
-// connection does not use the name. Such a claim is a lease: once older than
-// ClaimGrace (far longer than any write may take), a writer that finds it
-// folds the holder's events, sees that the holder does not use the name, and
-// takes the claim over, so a crash never blocks a name for good.
+// Store appends to and reads from the system-of-record stream. Config names
+// are kept unique by name claims (claim.go).
 type Store struct {
 	nc      *nats.Conn
 	stream  jetstream.Stream
 	timeout time.Duration
 	// ClaimGrace is how old a claim must be before a writer may judge it
-	// abandoned. It must exceed the time any append may take (the timeout).
+	// abandoned (claim.go). Uniqueness does not depend on it (the fence
+	// does); it only spares a writer on its way from being fenced.
 	ClaimGrace time.Duration
 	now        func() time.Time
 	// beforeEvent, when set (by tests), runs between a claim and the event
@@ -69,7 +48,7 @@ func NewStore(nc *nats.Conn, stream jetstream.Stream, timeout time.Duration) (*S
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &Store{nc: nc, stream: stream, timeout: timeout, ClaimGrace: max(30*time.Second, 6*timeout), now: time.Now}, nil
+	return &Store{nc: nc, stream: stream, timeout: timeout, ClaimGrace: 2 * timeout, now: time.Now}, nil
 }
 
 var _ commands.EventStore = (*Store)(nil)
@@ -97,7 +76,7 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 	if s.beforeEvent != nil {
 		s.beforeEvent()
 	}
-	seq, err := s.appendEvents(ctx, a, expected)
+	seq, err := s.appendEvents(ctx, a, expected, claimed)
 	if err != nil {
 		// Give the name back when the server refused the events. When the
 		// answer was lost (a timeout, a broken connection) the events may be
@@ -141,12 +120,13 @@ func (s *Store) usesName(ctx context.Context, n commands.NameClaim, aggregateID 
 }
 
 // expectedSequence checks the aggregate is at the expected version and
-// returns the stream sequence of its newest event (0 for a new aggregate).
+// returns the stream sequence of the newest message of its lane (0 for a new
+// aggregate): its newest event, or a fence written after it (claim.go).
 func (s *Store) expectedSequence(ctx context.Context, a commands.Append) (uint64, error) {
 	if a.ExpectedVersion == 0 {
 		return 0, nil
 	}
-	last, err := s.stream.GetLastMsgForSubject(ctx, events.EventSubject(a.AggregateID))
+	last, err := s.stream.GetLastMsgForSubject(ctx, lane(a.AggregateID))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return 0, domain.ErrNotFound
@@ -160,116 +140,34 @@ func (s *Store) expectedSequence(ctx context.Context, a commands.Append) (uint64
 	return last.Sequence, nil
 }
 
-// claim makes aggregateID the holder of a name and returns the claim's
-// sequence. It fails with domain.ErrNameTaken when another connection holds
-// the name.
-func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID string) (uint64, error) {
-	for attempt := 0; attempt < 5; attempt++ {
-		holder, last, err := s.nameHolder(ctx, n)
-		if err != nil {
-			return 0, err
-		}
-		if holder == aggregateID {
-			return last.Sequence, nil // a retry of our own claim
-		}
-		if holder != "" {
-			stale, err := s.abandoned(ctx, n, holder, last)
-			if err != nil {
-				return 0, err
-			}
-			if !stale {
-				return 0, domain.ErrNameTaken
-			}
-		}
-		var expected uint64
-		if last != nil {
-			expected = last.Sequence
-		}
-		err = s.writeName(ctx, n, aggregateID, stateClaimed, expected)
-		if errors.Is(err, domain.ErrConcurrentChange) {
-			continue // someone wrote the name subject first: look again
-		}
-		if err != nil {
-			return 0, err
-		}
-		_, after, err := s.nameHolder(ctx, n)
-		if err != nil {
-			return 0, err
-		}
-		return after.Sequence, nil
-	}
-	return 0, domain.ErrNameTaken
-}
-
-// abandoned reports whether a claim is a leftover: older than the grace
-// period, and its holder does not use the name (it has no events, was
-// deleted, or was renamed).
-func (s *Store) abandoned(ctx context.Context, n commands.NameClaim, holder string, last *jetstream.RawStreamMsg) (bool, error) {
-	if s.now().Sub(last.Time) < s.ClaimGrace {
-		return false, nil
-	}
-	history, _, err := s.Load(ctx, holder)
-	if errors.Is(err, domain.ErrNotFound) {
-		return true, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	conn, err := domain.Rebuild(history)
-	if err != nil {
-		return false, err
-	}
-	return conn.Deleted() || !strings.EqualFold(conn.Spec().ConfigName, n.ConfigName), nil
-}
-
-// writeName writes a claim or release, expecting the name subject's newest
-// message to be at sequence expected.
-func (s *Store) writeName(ctx context.Context, n commands.NameClaim, aggregateID, state string, expected uint64) error {
-	body, err := json.Marshal(claim{State: state, ConnectionID: aggregateID, ConfigName: n.ConfigName})
-	if err != nil {
-		return err
-	}
-	m := nats.NewMsg(events.NameSubject(n.Organization, n.ConfigName))
-	m.Data = body
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
-	_, err = s.publish(ctx, m)
-	return s.mapPublishError(err)
-}
-
-// nameHolder returns the connection holding a name ("" when free) and the
-// name subject's newest message (nil when it has none).
-func (s *Store) nameHolder(ctx context.Context, n commands.NameClaim) (string, *jetstream.RawStreamMsg, error) {
-	last, err := s.stream.GetLastMsgForSubject(ctx, events.NameSubject(n.Organization, n.ConfigName))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return "", nil, nil
-	}
-	if err != nil {
-		return "", nil, domain.Unavailable(domain.DependencyEventStore, err)
-	}
-	var c claim
-	if err := json.Unmarshal(last.Data, &c); err != nil {
-		return "", nil, fmt.Errorf("jetstream: name subject %s holds a malformed claim at %d: %w", last.Subject, last.Sequence, err)
-	}
-	if c.State == stateClaimed {
-		return c.ConnectionID, last, nil
-	}
-	return "", last, nil
-}
-
 // appendEvents writes the events on the aggregate's subject, each one
-// expecting the subject's newest message at the sequence of the one before
-// (the first at expected). An aggregate's events are written one message at
-// a time; a command records one event.
-func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected uint64) (uint64, error) {
+// conditional on its lane (claim.go): the lane's newest message must be at
+// the sequence of the event before (the first at expected). An aggregate's
+// events are written one message at a time; a command records one event.
+// claimed is the sequence of the claim the events use (0: none).
+func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected, claimed uint64) (uint64, error) {
 	var seq uint64
-	for _, e := range a.Events {
+	for i, e := range a.Events {
 		m, err := EventMessage(e)
 		if err != nil {
 			return 0, err
 		}
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
+		m.Header.Set(expectedLastSubjSeqSubjectHeader, lane(a.AggregateID))
 		seq, err = s.publishKnowing(ctx, m)
 		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && isWrongLastSequence(apiErr) {
+			if i == 0 && a.ExpectedVersion == 0 {
+				after, retry, ferr := s.fencedBefore(ctx, a, claimed)
+				if ferr != nil {
+					return 0, ferr
+				}
+				if retry {
+					m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(after, 10))
+					seq, err = s.publishKnowing(ctx, m)
+				}
+			}
+		}
 		if errors.As(err, &apiErr) && isWrongLastSequence(apiErr) {
 			// Either another writer came first, or this very event was
 			// stored before (a retry after a lost answer): the newest event
@@ -282,6 +180,26 @@ func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected ui
 		expected = seq
 	}
 	return seq, nil
+}
+
+// fencedBefore looks at the lane of a create refused for its lane's state.
+// When the lane holds only a fence written before claimed (this writer
+// claimed its name after the fence: a retry of a create whose earlier attempt
+// was fenced), the create goes on after the fence: it returns the fence's
+// sequence and true. When the fence came after claimed, this very writer was
+// fenced and its name taken over: domain.ErrNameTaken. Otherwise (the
+// connection has events) false, for alreadyStored to judge.
+func (s *Store) fencedBefore(ctx context.Context, a commands.Append, claimed uint64) (uint64, bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	last, err := s.stream.GetLastMsgForSubject(ctx, lane(a.AggregateID))
+	if err != nil || !strings.HasPrefix(last.Subject, fenceSubjectPrefix) || last.Header.Get(HeaderAggregateVersion) != "0" {
+		return 0, false, nil
+	}
+	if claimed == 0 || claimed < last.Sequence {
+		return 0, false, domain.ErrNameTaken
+	}
+	return last.Sequence, true, nil
 }
 
 // publishKnowing publishes m and, when its answer does not come (a timeout,

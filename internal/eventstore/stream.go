@@ -1,4 +1,4 @@
-// Package jetstream is the event store: it appends connection events and name
+// Package eventstore is the event store: it appends connection events and name
 // claims to a NATS JetStream stream, the service's system of record, and
 // reads an aggregate's history back from it.
 package eventstore
@@ -21,25 +21,25 @@ const DuplicateWindow = 2 * time.Minute
 
 // StreamConfig is the configuration of the system-of-record stream: file
 // storage, no age or size limit, delete and purge denied (the log is
-// append-only), duplicates detected, atomic batches allowed (a create writes
-// its event and its name claim together), direct get on (fast last-message
-// reads for name and version checks).
+// append-only), duplicates detected (a publish asked again after a lost
+// answer is stored once), direct get on (fast last-message reads for name and
+// version checks). Besides the events it carries the name claims and the
+// fences that keep config names unique (claim.go).
 func StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:               events.StreamName,
-		Description:        "Connection registry system of record: connection events and config-name claims.",
-		Subjects:           []string{events.EventSubjectFilter, events.NameSubjectFilter},
-		Storage:            jetstream.FileStorage,
-		Retention:          jetstream.LimitsPolicy,
-		MaxAge:             0,
-		MaxMsgs:            -1,
-		MaxBytes:           -1,
-		Discard:            jetstream.DiscardNew,
-		Duplicates:         DuplicateWindow,
-		DenyDelete:         true,
-		DenyPurge:          true,
-		AllowAtomicPublish: true,
-		AllowDirect:        true,
+		Name:        events.StreamName,
+		Description: "Connection registry system of record: connection events and config-name claims.",
+		Subjects:    []string{events.EventSubjectFilter, events.NameSubjectFilter, fenceSubjectFilter},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      0,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Discard:     jetstream.DiscardNew,
+		Duplicates:  DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
 	}
 }
 
