@@ -213,7 +213,7 @@ const replayMethod = "bootstrap.Replay (what `projector replay` runs) into a fre
 // database with the replay command's own function, and times it.
 func replay(ctx context.Context, st *stack, runID string) (ReplayResult, error) {
 	res := ReplayResult{Method: replayMethod}
-	nc, err := nats.Connect(st.svc.NATSURL, nats.Name("connreg-bench-replay"))
+	nc, err := st.svc.ConnectNATS(nats.Name("connreg-bench-replay"))
 	if err != nil {
 		return res, err
 	}

@@ -90,7 +90,7 @@ func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
 	}
 	go func() { _ = s.srv.Serve(httpapi.Listener(ln)) }() // as cmd/api serves
 
-	if s.nc, err = nats.Connect(s.svc.NATSURL, nats.Name("connreg-bench")); err != nil {
+	if s.nc, err = s.svc.ConnectNATS(nats.Name("connreg-bench")); err != nil {
 		s.close()
 		return nil, err
 	}

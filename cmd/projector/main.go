@@ -1,6 +1,7 @@
 // Command projector builds the MongoDB read model from the event stream, on
 // its own, against NATS_URL and MONGO_URI (+ MONGO_DATABASE). Run it when the
-// API runs with PROJECTOR=off.
+// API runs with PROJECTOR=off. replay and verify also run against the
+// embedded stack under DATA_DIR, in this process, while the API is stopped.
 //
 //	projector          run the live projector (follows replayed generations)
 //	projector replay   rebuild the read model from the first event into a new
@@ -65,7 +66,7 @@ func run(args []string) int {
 	case "replay":
 		return replay(ctx, cfg, logger)
 	case "verify":
-		return verify(ctx, cfg)
+		return verify(ctx, cfg, logger)
 	}
 	logger.Info("projector starting", "version", buildinfo.Read().String())
 	if err := bootstrap.RunProjector(ctx, cfg, logger); err != nil {
@@ -136,8 +137,8 @@ func progressPrinter(w io.Writer, tty bool) func(bootstrap.ReplayProgress) {
 	}
 }
 
-func verify(ctx context.Context, cfg bootstrap.Config) int {
-	res, err := bootstrap.VerifyFromConfig(ctx, cfg)
+func verify(ctx context.Context, cfg bootstrap.Config, logger *slog.Logger) int {
+	res, err := bootstrap.VerifyFromConfig(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "verify failed: %v\n", err)
 		return 1

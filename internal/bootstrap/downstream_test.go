@@ -149,8 +149,8 @@ func (p *dsProjection) handle(msg jetstream.Msg) error {
 // event to p until the returned stop is called. A message is acknowledged
 // (and the acknowledgement confirmed) only once applied, so a crash
 // redelivers it instead of losing it. Calling stop more than once is harmless.
-func dsSubscribe(url, durable string, p *dsProjection) (stop func(), err error) {
-	nc, err := nats.Connect(url, nats.Name(durable))
+func dsSubscribe(connect func(...nats.Option) (*nats.Conn, error), durable string, p *dsProjection) (stop func(), err error) {
+	nc, err := connect(nats.Name(durable))
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ type dsExpectation struct {
 func TestDownstreamDurableConsumerSeesEveryEventInOrder(t *testing.T) {
 	h := startService(t, t.TempDir(), nil)
 	p := newDSProjection()
-	stop, err := dsSubscribe(h.svc.NATSURL, "downstream-audit", p)
+	stop, err := dsSubscribe(h.svc.ConnectNATS, "downstream-audit", p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestDownstreamDurableConsumerSeesEveryEventInOrder(t *testing.T) {
 	want[res.json(t)["id"].(string)] = &dsExpectation{name: "downstream-late", host: "db.example.com", types: []string{"connection.created.v1"}}
 	total += len(alive) + 1
 
-	stop, err = dsSubscribe(h.svc.NATSURL, "downstream-audit", p)
+	stop, err = dsSubscribe(h.svc.ConnectNATS, "downstream-audit", p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/readmodel"
@@ -534,40 +536,87 @@ func Verify(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 	return res, nil
 }
 
-// connectStandalone connects to NATS_URL and MONGO_URI for the projector's
-// subcommands, which run beside a service whose embedded servers they cannot
-// share otherwise.
-func connectStandalone(ctx context.Context, cfg Config, name string) (jetstream.JetStream, *mongostore.Repository, func(), error) {
-	if cfg.NATSURL == "" {
-		return nil, nil, nil, errors.New("NATS_URL: required (the embedded service logs its URL at start)")
+// connectStandalone connects the projector's subcommands to NATS_URL and
+// MONGO_URI, or, for either left empty, to the embedded server started here,
+// in this process, on the state under DATA_DIR: the embedded servers of a
+// running API have no listener anyone else may use, so the API must be
+// stopped first (its DATA_DIR lock refuses a second process).
+func connectStandalone(ctx context.Context, cfg Config, name string, logger *slog.Logger) (js jetstream.JetStream, repo *mongostore.Repository, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
 	}
-	if cfg.MongoURI == "" {
-		return nil, nil, nil, errors.New("MONGO_URI: required (the embedded service logs its URI at start)")
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	if cfg.NATSURL == "" || cfg.MongoURI == "" {
+		if addr := apiAnswersOn(cfg.HTTPAddr); addr != "" {
+			return nil, nil, nil, fmt.Errorf("%w on %s (HTTP_ADDR) and NATS_URL or MONGO_URI is empty: stop the API "+
+				"before running this against its embedded stack under DATA_DIR=%s, or set both to the servers it uses",
+				ErrAPIRunning, addr, cfg.DataDir)
+		}
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1))
+	nc, stop, err := connectNATSOrEmbedded(cfg, name, logger)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("NATS_URL: cannot connect: %w", err)
+		return nil, nil, nil, err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
+	closers = append(closers, stop)
+	if js, err = jetstream.New(nc); err != nil {
 		return nil, nil, nil, err
 	}
 	if _, err := eventstore.EnsureStream(ctx, js); err != nil {
-		nc.Close()
 		return nil, nil, nil, err
 	}
-	repo, err := mongostore.Open(ctx, cfg.MongoURI, cfg.MongoDatabase, cfg.Timeout)
-	if err != nil {
-		nc.Close()
+	uri := cfg.MongoURI
+	if uri == "" {
+		dir := filepath.Join(cfg.DataDir, "readmodel")
+		m, err := devstack.StartPrivateMongo(dir, slog.New(levelFloor{logger.Handler(), slog.LevelError}))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		closers = append(closers, m.Shutdown)
+		uri = m.URI()
+		logger.Info("embedded FerretDB started on the state under DATA_DIR", "dir", dir)
+	}
+	if repo, err = mongostore.Open(ctx, uri, cfg.MongoDatabase, cfg.Timeout); err != nil {
 		return nil, nil, nil, fmt.Errorf("MONGO_URI: %w", err)
 	}
-	return js, repo, func() { _ = repo.Close(context.Background()); nc.Close() }, nil
+	closers = append(closers, func() { _ = repo.Close(context.Background()) })
+	return js, repo, closeAll, nil
 }
 
-// ReplayFromConfig runs Replay against NATS_URL and MONGO_URI: `projector replay`.
+// connectNATSOrEmbedded connects to NATS_URL, or starts the embedded
+// nats-server (no listener) on DATA_DIR/nats in this process and connects to
+// it in-process. stop closes the connection and stops what it started.
+func connectNATSOrEmbedded(cfg Config, name string, logger *slog.Logger) (nc *nats.Conn, stop func(), err error) {
+	if cfg.NATSURL != "" {
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
+		}
+		return nc, nc.Close, nil
+	}
+	dir := filepath.Join(cfg.DataDir, "nats")
+	n, err := devstack.StartPrivateNATS(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if nc, err = n.Connect(nats.Name(name)); err != nil {
+		n.Shutdown()
+		return nil, nil, err
+	}
+	logger.Info("embedded nats-server started on the state under DATA_DIR; keep the API stopped until this ends", "dir", dir)
+	return nc, func() { nc.Close(); n.Shutdown() }, nil
+}
+
+// ReplayFromConfig runs Replay against NATS_URL and MONGO_URI (or the
+// embedded stack under DATA_DIR): `projector replay`.
 func ReplayFromConfig(ctx context.Context, cfg Config, logger *slog.Logger, progress func(ReplayProgress)) (ReplayResult, error) {
-	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-replay")
+	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-replay", logger)
 	if err != nil {
 		return ReplayResult{}, err
 	}
@@ -575,9 +624,10 @@ func ReplayFromConfig(ctx context.Context, cfg Config, logger *slog.Logger, prog
 	return Replay(ctx, js, repo, logger, ReplayOptions{Progress: progress})
 }
 
-// VerifyFromConfig runs Verify against NATS_URL and MONGO_URI: `projector verify`.
-func VerifyFromConfig(ctx context.Context, cfg Config) (VerifyResult, error) {
-	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-verify")
+// VerifyFromConfig runs Verify against NATS_URL and MONGO_URI (or the
+// embedded stack under DATA_DIR): `projector verify`.
+func VerifyFromConfig(ctx context.Context, cfg Config, logger *slog.Logger) (VerifyResult, error) {
+	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-verify", logger)
 	if err != nil {
 		return VerifyResult{}, err
 	}

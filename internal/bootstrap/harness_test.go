@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
@@ -163,7 +162,7 @@ func validBody(name string) map[string]any {
 // streamMessages reads every message of the system-of-record stream.
 func (h *harness) streamMessages(filter string) []jetstream.RawStreamMsg {
 	h.t.Helper()
-	nc, err := nats.Connect(h.svc.NATSURL)
+	nc, err := h.svc.ConnectNATS()
 	if err != nil {
 		h.t.Fatal(err)
 	}

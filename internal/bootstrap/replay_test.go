@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/internal/bootstrap"
@@ -25,7 +24,7 @@ import (
 // as a separate client.
 func (h *harness) jetStream() jetstream.JetStream {
 	h.t.Helper()
-	nc, err := nats.Connect(h.svc.NATSURL)
+	nc, err := h.svc.ConnectNATS()
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/events"
-	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/sealer/vault"
 )
@@ -74,27 +71,18 @@ func Reseal(ctx context.Context, cfg Config, logger *slog.Logger, opts ResealOpt
 	}
 	defer sealer.Close()
 
-	url := cfg.NATSURL
-	if url == "" {
+	if cfg.NATSURL == "" {
 		if addr := apiAnswersOn(cfg.HTTPAddr); addr != "" {
 			return commands.ResealReport{}, fmt.Errorf("%w on %s (HTTP_ADDR) and NATS_URL is empty: "+
 				"stop the API before resealing its embedded stack under DATA_DIR=%s, or set NATS_URL to the server it uses",
 				ErrAPIRunning, addr, cfg.DataDir)
 		}
-		dir := filepath.Join(cfg.DataDir, "nats")
-		n, err := devstack.StartNATS(dir, 0)
-		if err != nil {
-			return commands.ResealReport{}, err
-		}
-		defer n.Shutdown()
-		url = n.URL()
-		logger.Info("embedded nats-server started for the reseal; the API must stay stopped until it ends", "dir", dir)
 	}
-	nc, err := nats.Connect(url, nats.Name("connreg-reseal"))
+	nc, stopNATS, err := connectNATSOrEmbedded(cfg, "connreg-reseal", logger)
 	if err != nil {
-		return commands.ResealReport{}, fmt.Errorf("NATS_URL: cannot connect to %s: %w", url, err)
+		return commands.ResealReport{}, err
 	}
-	defer nc.Close()
+	defer stopNATS()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return commands.ResealReport{}, err

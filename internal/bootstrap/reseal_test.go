@@ -62,6 +62,7 @@ func newRotationFixture(t *testing.T, live int) *rotationFixture {
 		env:     map[string]string{"VAULT_ADDR": v.Addr, "VAULT_TOKEN": v.Token, "HTTP_ADDR": closedAddr(t)},
 		secrets: map[string][]string{},
 	}
+	f.env["NATS_URL"] = externalNATS(t).URL()
 	f.h = startService(t, f.dir, f.env)
 	cert, key := clientCertificate(t)
 	for i := range live + 1 {
@@ -96,7 +97,8 @@ func newRotationFixture(t *testing.T, live int) *rotationFixture {
 }
 
 // config is the service's configuration pointed at its running NATS, as an
-// operator runs `NATS_URL=... api reseal` next to a running API.
+// operator runs `NATS_URL=... api reseal` next to a running API (the fixture's
+// service uses an external NATS: the embedded one has no listener).
 func (f *rotationFixture) config(t *testing.T) bootstrap.Config {
 	t.Helper()
 	env := maps.Clone(f.env)

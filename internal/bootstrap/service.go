@@ -41,8 +41,10 @@ type Service struct {
 	ReadModel *mongostore.Repository
 	Projector *readmodel.Projector
 	Index     *readmodel.Index // nil when the projector runs in another process
-	NATSURL   string
-	MongoURI  string
+	NATSURL   string // "" with the embedded nats-server: see ConnectNATS
+	MongoURI  string // with the embedded FerretDB, a unix socket only this user may reach
+
+	nats       *devstack.NATS // the embedded nats-server, nil with NATS_URL
 
 	logger     *slog.Logger
 	live       *liveReadModel  // the active generation's repository (generation.go)
@@ -194,20 +196,21 @@ func (s *Service) RunProjector(ctx context.Context, js jetstream.JetStream) {
 }
 
 func (s *Service) connectNATS(cfg Config) (jetstream.JetStream, *nats.Conn, error) {
-	url := cfg.NATSURL
-	if url == "" {
-		n, err := devstack.StartNATS(filepath.Join(cfg.DataDir, "nats"), 0)
+	opts := []nats.Option{nats.Name("connreg"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	s.NATSURL = cfg.NATSURL
+	if cfg.NATSURL == "" {
+		dir := filepath.Join(cfg.DataDir, "nats")
+		n, err := devstack.StartPrivateNATS(dir)
 		if err != nil {
 			return nil, nil, err
 		}
 		s.closers = append(s.closers, n.Shutdown)
-		url = n.URL()
-		s.logger.Info("embedded nats-server with JetStream started", "url", url, "dir", filepath.Join(cfg.DataDir, "nats"))
+		s.nats = n
+		s.logger.Info("embedded nats-server with JetStream started, without a listener: only this process reaches it", "dir", dir)
 	}
-	s.NATSURL = url
-	nc, err := nats.Connect(url, nats.Name("connreg"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := s.ConnectNATS(opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", url, err)
+		return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
 	}
 	s.closers = append(s.closers, nc.Close)
 	js, err := jetstream.New(nc)
@@ -217,19 +220,28 @@ func (s *Service) connectNATS(cfg Config) (jetstream.JetStream, *nats.Conn, erro
 	return js, nc, nil
 }
 
+// ConnectNATS opens another connection to the service's NATS: NATS_URL, or
+// in-process to the embedded server, which has no listener.
+func (s *Service) ConnectNATS(opts ...nats.Option) (*nats.Conn, error) {
+	if s.nats != nil {
+		return s.nats.Connect(opts...)
+	}
+	return nats.Connect(s.NATSURL, opts...)
+}
+
 func (s *Service) openReadModel(ctx context.Context, cfg Config) (*mongostore.Repository, error) {
 	uri := cfg.MongoURI
 	if uri == "" {
 		dir := filepath.Join(cfg.DataDir, "readmodel")
 		// FerretDB logs whole wire messages at warning level; keep its errors only.
 		quiet := slog.New(s.logger.Handler()).With("component", "ferretdb")
-		m, err := devstack.StartMongo(dir, "", slog.New(levelFloor{quiet.Handler(), slog.LevelError}))
+		m, err := devstack.StartPrivateMongo(dir, slog.New(levelFloor{quiet.Handler(), slog.LevelError}))
 		if err != nil {
 			return nil, err
 		}
 		s.closers = append(s.closers, m.Shutdown)
 		uri = m.URI()
-		s.logger.Info("embedded FerretDB (SQLite) started for the read model", "uri", uri, "dir", dir)
+		s.logger.Info("embedded FerretDB (SQLite) started for the read model on a private unix socket", "uri", uri, "dir", dir)
 	}
 	s.MongoURI = uri
 	repo, err := mongostore.Open(ctx, uri, cfg.MongoDatabase, cfg.Timeout)

@@ -1,7 +1,10 @@
 // Package devstack runs the embedded default: an in-process nats-server with
 // JetStream and an in-process FerretDB (SQLite backend) speaking the MongoDB
-// wire protocol, both on loopback and keeping their state under one folder,
-// so that `go run ./cmd/api` needs no external server. Tests use it too.
+// wire protocol, keeping their state under one folder, so that `go run
+// ./cmd/api` needs no external server. The service starts them private
+// (StartPrivateNATS, StartPrivateMongo): reachable by its own process only,
+// since neither asks for credentials. Tests also start them on loopback
+// (StartNATS, StartMongo) as stand-ins for external servers.
 package devstack
 
 import (
@@ -16,12 +19,14 @@ import (
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // NATS is an embedded nats-server with JetStream.
 type NATS struct {
-	srv  *server.Server
-	lock *os.File
+	srv     *server.Server
+	lock    *os.File
+	private bool
 }
 
 // lockDir takes an exclusive lock on dir for this process: two servers on
@@ -39,8 +44,21 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // StartNATS starts nats-server on 127.0.0.1 (port 0: any free port) with
-// JetStream storing under dir.
+// JetStream storing under dir. It asks for no credentials: any local user
+// reaches it. Tests use it as an external server.
 func StartNATS(dir string, port int) (*NATS, error) {
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return startNATS(dir, port, false)
+}
+
+// StartPrivateNATS starts nats-server with JetStream storing under dir and
+// no listener at all: only this process reaches it, through Connect
+// (nats.go's in-process connection).
+func StartPrivateNATS(dir string) (*NATS, error) { return startNATS(dir, 0, true) }
+
+func startNATS(dir string, port int, private bool) (*NATS, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("devstack: nats dir: %w", err)
 	}
@@ -48,22 +66,15 @@ func StartNATS(dir string, port int) (*NATS, error) {
 	if err != nil {
 		return nil, err
 	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
 	opts := &server.Options{
 		ServerName: "connreg-embedded",
 		Host:       "127.0.0.1",
 		Port:       port,
+		DontListen: private,
 		JetStream:  true,
 		StoreDir:   dir,
 		NoSigs:     true,
 		NoLog:      true,
-		JetStreamLimits: server.JSLimitOpts{
-			// Every create is an atomic batch; allow many at once.
-			MaxBatchInflightPerStream: 1000,
-			MaxBatchInflightTotal:     1000,
-		},
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -76,11 +87,25 @@ func StartNATS(dir string, port int) (*NATS, error) {
 		lock.Close()
 		return nil, errors.New("devstack: nats did not become ready in 10s")
 	}
-	return &NATS{srv: srv, lock: lock}, nil
+	return &NATS{srv: srv, lock: lock, private: private}, nil
 }
 
-// URL is the client URL of the server.
-func (n *NATS) URL() string { return n.srv.ClientURL() }
+// Connect opens a client connection to the server: in-process when it is
+// private, over loopback otherwise.
+func (n *NATS) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	if n.private {
+		return nats.Connect("", append(opts, nats.InProcessServer(n.srv))...)
+	}
+	return nats.Connect(n.URL(), opts...)
+}
+
+// URL is the client URL of the server; "" for a private server.
+func (n *NATS) URL() string {
+	if n.private {
+		return ""
+	}
+	return n.srv.ClientURL()
+}
 
 // Shutdown stops the server and waits for it.
 func (n *NATS) Shutdown() {
@@ -91,14 +116,43 @@ func (n *NATS) Shutdown() {
 
 // Mongo is an embedded FerretDB with its SQLite backend.
 type Mongo struct {
-	fdb    *ferretdb.FerretDB
-	cancel context.CancelFunc
-	done   chan struct{}
+	fdb     *ferretdb.FerretDB
+	cancel  context.CancelFunc
+	done    chan struct{}
+	sockDir string // the private socket's folder, removed at Shutdown
 }
 
 // StartMongo starts FerretDB on 127.0.0.1 (addr "127.0.0.1:0" for any free
-// port) with its SQLite files under dir.
+// port) with its SQLite files under dir. It asks for no credentials: any
+// local user reaches it. Tests use it as an external server.
 func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	return startMongo(dir, ferretdb.ListenerConfig{TCP: addr}, "", logger)
+}
+
+// StartPrivateMongo starts FerretDB with its SQLite files under dir,
+// listening only on a unix socket in a new folder of its own that only this
+// user may enter (0700, under the system's temporary folder: a socket path
+// is limited to about 100 bytes, which a deep DATA_DIR would exceed).
+func StartPrivateMongo(dir string, logger *slog.Logger) (*Mongo, error) {
+	sockDir, err := os.MkdirTemp("", "connreg-store-")
+	if err != nil {
+		return nil, fmt.Errorf("devstack: mongo socket dir: %w", err)
+	}
+	if err := os.Chmod(sockDir, 0o700); err != nil {
+		os.RemoveAll(sockDir)
+		return nil, err
+	}
+	m, err := startMongo(dir, ferretdb.ListenerConfig{Unix: filepath.Join(sockDir, "mongodb.sock")}, sockDir, logger)
+	if err != nil {
+		os.RemoveAll(sockDir)
+	}
+	return m, err
+}
+
+func startMongo(dir string, listener ferretdb.ListenerConfig, sockDir string, logger *slog.Logger) (*Mongo, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("devstack: mongo dir: %w", err)
 	}
@@ -106,11 +160,8 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 	if err != nil {
 		return nil, err
 	}
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
 	fdb, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Listener:  listener,
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + abs + "/",
@@ -119,7 +170,7 @@ func StartMongo(dir, addr string, logger *slog.Logger) (*Mongo, error) {
 		return nil, fmt.Errorf("devstack: ferretdb: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mongo{fdb: fdb, cancel: cancel, done: make(chan struct{})}
+	m := &Mongo{fdb: fdb, cancel: cancel, done: make(chan struct{}), sockDir: sockDir}
 	go func() {
 		defer close(m.done)
 		_ = fdb.Run(ctx)
@@ -134,4 +185,7 @@ func (m *Mongo) URI() string { return m.fdb.MongoDBURI() }
 func (m *Mongo) Shutdown() {
 	m.cancel()
 	<-m.done
+	if m.sockDir != "" {
+		_ = os.RemoveAll(m.sockDir)
+	}
 }
