@@ -41,10 +41,10 @@ type Service struct {
 	ReadModel *mongostore.Repository
 	Projector *readmodel.Projector
 	Index     *readmodel.Index // nil when the projector runs in another process
-	NATSURL   string // "" with the embedded nats-server: see ConnectNATS
-	MongoURI  string // with the embedded FerretDB, a unix socket only this user may reach
+	NATSURL   string           // "" with the embedded nats-server: see ConnectNATS
+	MongoURI  string           // with the embedded FerretDB, a unix socket only this user may reach
 
-	nats       *devstack.NATS // the embedded nats-server, nil with NATS_URL
+	nats *devstack.NATS // the embedded nats-server, nil with NATS_URL
 
 	logger     *slog.Logger
 	live       *liveReadModel  // the active generation's repository (generation.go)
