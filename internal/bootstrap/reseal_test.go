@@ -52,8 +52,17 @@ func closedAddr(t *testing.T) string {
 
 // newRotationFixture creates `live` connections (the first with a client
 // certificate and key) and one deleted connection, sealed under key
-// version 1.
+// version 1, on a service with an external NATS (NATS_URL), so that a reseal
+// can run beside it.
 func newRotationFixture(t *testing.T, live int) *rotationFixture {
+	t.Helper()
+	return newRotationFixtureOn(t, live, true)
+}
+
+// newRotationFixtureOn is newRotationFixture on an external NATS, or on the
+// embedded stack (which only a process of its own can reach: a reseal runs
+// on it once the API has stopped).
+func newRotationFixtureOn(t *testing.T, live int, external bool) *rotationFixture {
 	t.Helper()
 	v := vaulttest.Start(t)
 	f := &rotationFixture{
@@ -62,7 +71,9 @@ func newRotationFixture(t *testing.T, live int) *rotationFixture {
 		env:     map[string]string{"VAULT_ADDR": v.Addr, "VAULT_TOKEN": v.Token, "HTTP_ADDR": closedAddr(t)},
 		secrets: map[string][]string{},
 	}
-	f.env["NATS_URL"] = externalNATS(t).URL()
+	if external {
+		f.env["NATS_URL"] = externalNATS(t).URL()
+	}
 	f.h = startService(t, f.dir, f.env)
 	cert, key := clientCertificate(t)
 	for i := range live + 1 {
@@ -293,7 +304,7 @@ func TestResealResumesAfterACrash(t *testing.T) {
 // DATA_DIR (no NATS_URL): refused while something answers on HTTP_ADDR,
 // done once the API is stopped, and the restarted API reads the result.
 func TestResealEmbeddedStackWithTheAPIStopped(t *testing.T) {
-	f := newRotationFixture(t, 2)
+	f := newRotationFixtureOn(t, 2, false)
 	ctx, cancel := testContext(t)
 	defer cancel()
 
@@ -438,7 +449,7 @@ func TestResealStopsWhenVaultGoesAway(t *testing.T) {
 func TestResealReportsASecretItCannotRewrapAndGoesOn(t *testing.T) {
 	f := newRotationFixture(t, 2)
 	f.h.stop()
-	dev := startService(t, f.dir, map[string]string{"HTTP_ADDR": f.env["HTTP_ADDR"]})
+	dev := startService(t, f.dir, map[string]string{"HTTP_ADDR": f.env["HTTP_ADDR"], "NATS_URL": f.env["NATS_URL"]})
 	res := dev.create(validBody("dev-sealed"))
 	if res.status != http.StatusCreated {
 		t.Fatalf("%d %s", res.status, res.body)
