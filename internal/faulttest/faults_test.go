@@ -219,7 +219,9 @@ func waitTCP(t *testing.T, addr string) {
 	}
 }
 
-func (s *stack) url(rest string) string { return "http://" + s.apiAddr + "/v1/management/connections" + rest }
+func (s *stack) url(rest string) string {
+	return "http://" + s.apiAddr + "/v1/management/connections" + rest
+}
 
 // outcome is what one create got.
 type outcome struct {
@@ -334,13 +336,13 @@ func (s *stack) get(id string) int {
 type report struct {
 	attempted, created, unavailable, unknown, noAnswer, other int
 	lost, lying                                               int
-	converge                                                  time.Duration
+	converge                                                  time.Duration // from the end of the load to complete lists
 }
 
 // check waits for the read model to hold every acknowledged create and
 // checks the truth of every refusal, then stops the API and runs `projector
 // verify` against the same stack.
-func (s *stack) check(prefix string, outcomes []outcome, recovered time.Time) report {
+func (s *stack) check(prefix string, outcomes []outcome, loadEnded time.Time) report {
 	t := s.t
 	var r report
 	acked := map[string]string{} // name -> id
@@ -379,7 +381,7 @@ func (s *stack) check(prefix string, outcomes []outcome, recovered time.Time) re
 			}
 		}
 		if err == nil && len(missing) == 0 {
-			r.converge = time.Since(recovered)
+			r.converge = time.Since(loadEnded)
 			for name, ids := range byName {
 				if len(ids) > 1 {
 					t.Errorf("name %s owned by %v", name, ids)
@@ -426,7 +428,7 @@ func (s *stack) check(prefix string, outcomes []outcome, recovered time.Time) re
 func head(xs []string) []string { return xs[:min(len(xs), 10)] }
 
 func (r report) log(t *testing.T, fault string) {
-	t.Logf("%s: attempted %d, 201 %d, 503 %d (REG-5035 outcome unknown %d), no answer %d, other %d, lost %d, lying 503s %d, converged %s after recovery",
+	t.Logf("%s: attempted %d, 201 %d, 503 %d (REG-5035 outcome unknown %d), no answer %d, other %d, lost %d, lying 503s %d, lists complete %s after the load ended",
 		fault, r.attempted, r.created, r.unavailable+r.unknown, r.unknown, r.noAnswer, r.other, r.lost, r.lying, r.converge.Round(time.Millisecond))
 }
 
@@ -439,10 +441,10 @@ func (s *stack) run(fault string, inject func()) {
 	go func() { res <- s.load(prefix, stop) }()
 	time.Sleep(1500 * time.Millisecond) // load before the fault
 	inject()
-	recovered := time.Now()
 	time.Sleep(1500 * time.Millisecond) // load after it
 	close(stop)
-	r := s.check(prefix, <-res, recovered)
+	outcomes := <-res
+	r := s.check(prefix, outcomes, time.Now())
 	r.log(s.t, fault)
 	if r.created == 0 {
 		s.t.Errorf("%s: no create succeeded: the run proves nothing", fault)
