@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -181,38 +180,26 @@ func (o *deliveryOrder) next(seq uint64) bool {
 // after its acknowledgement floor, in stream order, forgetting what it had
 // delivered without acknowledgement (to a process that died, or on a
 // connection that broke). It returns the delivery order to expect next.
-// nats-server answers the reset from 2.14 on; an older server refuses it, and
-// then a killed projector's unacknowledged events come back after AckWait.
+// nats-server answers the reset from 2.14 on (ADR-60); without it the
+// projector goes on, and a killed projector's unacknowledged events come back
+// only after AckWait.
 func resetToAckFloor(ctx context.Context, js jetstream.JetStream, name string, logger *slog.Logger) (*deliveryOrder, error) {
-	prefix := js.Options().APIPrefix
-	if prefix == "" {
-		prefix = jetstream.DefaultAPIPrefix
-	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := js.Conn().RequestWithContext(rctx, prefix+"CONSUMER.RESET."+events.StreamName+"."+name, nil)
+	resp, err := js.ResetConsumer(rctx, events.StreamName, name)
+	if err == nil {
+		return &deliveryOrder{last: resp.Delivered.Consumer}, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	logger.Warn("the consumer reset failed (nats-server older than 2.14?): events a stopped projector "+
+		"had received come back only after AckWait", "consumer", name, "error", err.Error())
+	c, err := js.Consumer(ctx, events.StreamName, name)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: reset consumer %s: %w", name, err)
+		return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
 	}
-	var answer struct {
-		Error     *jetstream.APIError `json:"error"`
-		Delivered struct {
-			Consumer uint64 `json:"consumer_seq"`
-		} `json:"delivered"`
-	}
-	if err := json.Unmarshal(resp.Data, &answer); err != nil {
-		return nil, fmt.Errorf("jetstream: reset consumer %s: malformed answer: %w", name, err)
-	}
-	if answer.Error != nil {
-		logger.Warn("the consumer reset is refused (nats-server older than 2.14?): events a stopped projector "+
-			"had received come back only after AckWait", "consumer", name, "error", answer.Error.Error())
-		info, err := js.Consumer(ctx, events.StreamName, name)
-		if err != nil {
-			return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
-		}
-		return &deliveryOrder{last: info.CachedInfo().Delivered.Consumer}, nil
-	}
-	return &deliveryOrder{last: answer.Delivered.Consumer}, nil
+	return &deliveryOrder{last: c.CachedInfo().Delivered.Consumer}, nil
 }
 
 // NewBackoff is the one retry schedule of the event-store loops: exponential
