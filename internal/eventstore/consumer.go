@@ -66,7 +66,9 @@ var errResubscribe = errors.New("jetstream: resubscribe from the acknowledgement
 // and applying one twice changes nothing. One projector process per durable
 // consumer: a second one would reset the first one's deliveries.
 func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger, handle BatchHandler) error {
+	pace := NewBackoff(100*time.Millisecond, 5*time.Second)
 	for {
+		began := time.Now()
 		err := consumeOnce(ctx, js, name, maxBatch, logger, handle)
 		if ctx.Err() != nil {
 			return nil
@@ -74,7 +76,19 @@ func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 		if !errors.Is(err, errResubscribe) {
 			return err
 		}
-		logger.Info("projector resubscribing from its acknowledgement floor", "consumer", name, "reason", err.Error())
+		// A subscription that keeps failing at once is paced, not spun.
+		pause := time.Duration(0)
+		if time.Since(began) < 5*time.Second {
+			pause = pace.NextBackOff()
+		} else {
+			pace.Reset()
+		}
+		logger.Info("projector resubscribing from its acknowledgement floor", "consumer", name, "reason", err.Error(), "in", pause.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(pause):
+		}
 	}
 }
 
