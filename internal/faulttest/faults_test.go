@@ -25,6 +25,12 @@ const (
 	workers          = 4                // concurrent clients of the load
 )
 
+// paced is the pause between two creates of one client when the lists are
+// answered by FerretDB itself (PROJECTOR=off): it scans and sorts the whole
+// collection for every page, about a second per page at a few thousand
+// connections here, so the load stays at a few hundred creates.
+const paced = 20 * time.Millisecond
+
 // binaries are the programs the suite runs, built once per test binary.
 type binaries struct{ api, projector, nats, store string }
 
@@ -147,20 +153,31 @@ type stack struct {
 	nats                *proc
 	storeAddr, storeDir string // "" when embedded
 	store               *proc
+	projector           *proc // nil when the API runs the projector
 }
 
-func newStack(t *testing.T, externalNATS, externalStore bool) *stack {
+// topology says which parts run as processes of their own.
+type topology struct{ externalNATS, externalStore, projectorProcess bool }
+
+func newStack(t *testing.T, top topology) *stack {
 	s := &stack{t: t, bin: build(t), dataDir: t.TempDir(), apiAddr: freeAddr(t)}
-	if externalNATS {
+	if top.externalNATS {
 		s.natsAddr, s.natsDir = freeAddr(t), t.TempDir()
 		s.startNATS()
 	}
-	if externalStore {
+	if top.externalStore {
 		s.storeAddr, s.storeDir = freeAddr(t), t.TempDir()
 		s.startStore()
 	}
+	if top.projectorProcess {
+		s.startProjector()
+	}
 	s.startAPI()
 	return s
+}
+
+func (s *stack) startProjector() {
+	s.projector = start(s.t, "projector", s.env(), s.bin.projector)
 }
 
 func (s *stack) env() []string {
@@ -170,6 +187,9 @@ func (s *stack) env() []string {
 	}
 	if s.storeAddr != "" {
 		env = append(env, "MONGO_URI=mongodb://"+s.storeAddr+"/")
+	}
+	if s.projector != nil {
+		env = append(env, "PROJECTOR=off")
 	}
 	return env
 }
@@ -275,6 +295,9 @@ func (s *stack) load(prefix string, stop <-chan struct{}) []outcome {
 				default:
 				}
 				o, _ := s.create(fmt.Sprintf("%s-%d-%d", prefix, w, i))
+				if s.projector != nil {
+					time.Sleep(paced)
+				}
 				if o.status == 0 {
 					time.Sleep(20 * time.Millisecond) // the API is down: do not spin
 				}
@@ -416,6 +439,9 @@ func (s *stack) check(prefix string, outcomes []outcome, loadEnded time.Time) re
 	}
 	// The read model equals the fold of the stream.
 	s.api.stop(t)
+	if s.projector != nil {
+		s.projector.stop(t)
+	}
 	cmd := exec.Command(s.bin.projector, "verify")
 	cmd.Env = append(os.Environ(), s.env()...)
 	out, err := cmd.CombinedOutput()
@@ -452,7 +478,7 @@ func (s *stack) run(fault string, inject func()) {
 }
 
 func TestKillAPIExternalNATS(t *testing.T) {
-	s := newStack(t, true, false)
+	s := newStack(t, topology{externalNATS: true})
 	s.run("kill api external nats", func() {
 		s.api.kill()
 		s.startAPI()
@@ -460,7 +486,7 @@ func TestKillAPIExternalNATS(t *testing.T) {
 }
 
 func TestKillAPIEmbedded(t *testing.T) {
-	s := newStack(t, false, false)
+	s := newStack(t, topology{})
 	s.run("kill api embedded", func() {
 		s.api.kill()
 		s.startAPI()
@@ -468,7 +494,7 @@ func TestKillAPIEmbedded(t *testing.T) {
 }
 
 func TestNATSFrozen(t *testing.T) {
-	s := newStack(t, true, false)
+	s := newStack(t, topology{externalNATS: true})
 	s.run("nats frozen", func() {
 		s.nats.signal(syscall.SIGSTOP)
 		time.Sleep(3 * time.Second)
@@ -477,7 +503,7 @@ func TestNATSFrozen(t *testing.T) {
 }
 
 func TestNATSRestarted(t *testing.T) {
-	s := newStack(t, true, false)
+	s := newStack(t, topology{externalNATS: true})
 	s.run("nats restarted", func() {
 		s.nats.kill()
 		time.Sleep(time.Second)
@@ -486,10 +512,18 @@ func TestNATSRestarted(t *testing.T) {
 }
 
 func TestStoreRestarted(t *testing.T) {
-	s := newStack(t, true, true)
+	s := newStack(t, topology{externalNATS: true, externalStore: true})
 	s.run("store restarted", func() {
 		s.store.kill()
 		time.Sleep(2 * time.Second)
 		s.startStore()
+	})
+}
+
+func TestKillProjectorProcess(t *testing.T) {
+	s := newStack(t, topology{externalNATS: true, externalStore: true, projectorProcess: true})
+	s.run("kill projector process", func() {
+		s.projector.kill()
+		s.startProjector()
 	})
 }
