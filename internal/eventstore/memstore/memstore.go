@@ -21,8 +21,8 @@ import (
 )
 
 // DefaultClaimGrace is the claim lease of a new Store: the NATS store's
-// with its default timeout.
-const DefaultClaimGrace = 30 * time.Second
+// with its default timeout (two store timeouts of 5 s).
+const DefaultClaimGrace = 10 * time.Second
 
 // Store holds every aggregate's events as their encoded envelopes (so a
 // payload that cannot travel fails here as it would on the wire, and a
