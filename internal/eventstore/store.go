@@ -95,8 +95,10 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 	if a.Release != nil {
 		// The event is stored: the old name is free whatever happens next.
 		// Should this write be lost, the claim is recognised as stale later.
-		if holder, last, err := s.nameHolder(ctx, *a.Release); err == nil && holder == a.AggregateID {
-			_ = s.writeName(ctx, *a.Release, a.AggregateID, stateReleased, last.Sequence)
+		// (The append may have spent ctx finding out its outcome.)
+		rctx := context.WithoutCancel(ctx)
+		if holder, last, err := s.nameHolder(rctx, *a.Release); err == nil && holder == a.AggregateID {
+			_ = s.writeName(rctx, *a.Release, a.AggregateID, stateReleased, last.Sequence)
 		}
 	}
 	return seq, nil
