@@ -102,7 +102,7 @@ func TestLostAnswerIsFoundOut(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	f := fixtureOn(t, nc)
-	const timeout = 400 * time.Millisecond
+	const timeout = time.Second
 	f.store.timeout = timeout
 
 	for _, tc := range []struct {
