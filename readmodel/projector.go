@@ -122,11 +122,13 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		}
 	}
 	// A connection whose first event in the batch is its creation has no
-	// document yet, unless this is a redelivery: skip reading it, and let a
-	// guarded insert that finds a document send us through a full re-read.
+	// document yet, unless this is a redelivery: skip reading it (unless the
+	// index has it: a redelivery after a restart of NATS or of the projector,
+	// settled without a write), and let a guarded insert that finds a
+	// document send us through a full re-read.
 	var known []string
 	for _, id := range ids {
-		if first[id] != 1 {
+		if first[id] != 1 || p.indexed(id) {
 			known = append(known, id)
 		}
 	}
@@ -268,6 +270,15 @@ func (p *Projector) documents(ctx context.Context, ids []string, fromIndex bool)
 		}
 	}
 	return docs, nil
+}
+
+// indexed reports whether the projector's index holds a document of id.
+func (p *Projector) indexed(id string) bool {
+	if p.index == nil {
+		return false
+	}
+	_, ok := p.index.current(id)
+	return ok
 }
 
 func (p *Projector) park(m Message, reason error) Parked {
