@@ -40,6 +40,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the built programs after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.api != "" {
+		_ = os.RemoveAll(filepath.Dir(built.api))
+	}
+	os.Exit(code)
+}
+
 func build(t *testing.T) binaries {
 	t.Helper()
 	if testing.Short() {
