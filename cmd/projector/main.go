@@ -65,7 +65,7 @@ func run(args []string) int {
 	case "replay":
 		return replay(ctx, cfg, logger)
 	case "verify":
-		return verify(ctx, cfg)
+		return verify(ctx, cfg, logger)
 	}
 	logger.Info("projector starting", "version", buildinfo.Read().String())
 	if err := bootstrap.RunProjector(ctx, cfg, logger); err != nil {
@@ -136,8 +136,8 @@ func progressPrinter(w io.Writer, tty bool) func(bootstrap.ReplayProgress) {
 	}
 }
 
-func verify(ctx context.Context, cfg bootstrap.Config) int {
-	res, err := bootstrap.VerifyFromConfig(ctx, cfg)
+func verify(ctx context.Context, cfg bootstrap.Config, logger *slog.Logger) int {
+	res, err := bootstrap.VerifyFromConfig(ctx, cfg, logger)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "verify failed: %v\n", err)
 		return 1

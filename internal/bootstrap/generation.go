@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
@@ -537,23 +536,23 @@ func Verify(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 // connectStandalone connects to NATS_URL and MONGO_URI for the projector's
 // subcommands, which run beside a service whose embedded servers they cannot
 // share otherwise.
-func connectStandalone(ctx context.Context, cfg Config, name string) (jetstream.JetStream, *mongostore.Repository, func(), error) {
+func connectStandalone(ctx context.Context, cfg Config, name string, logger *slog.Logger) (jetstream.JetStream, *mongostore.Repository, func(), error) {
 	if cfg.NATSURL == "" {
 		return nil, nil, nil, errors.New("NATS_URL: required (the embedded service logs its URL at start)")
 	}
 	if cfg.MongoURI == "" {
 		return nil, nil, nil, errors.New("MONGO_URI: required (the embedded service logs its URI at start)")
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1))
+	nc, err := connectNATS(cfg, cfg.NATSURL, name, logger)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("NATS_URL: cannot connect: %w", err)
+		return nil, nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err
 	}
-	if _, err := eventstore.EnsureStream(ctx, js); err != nil {
+	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		nc.Close()
 		return nil, nil, nil, err
 	}
@@ -567,7 +566,7 @@ func connectStandalone(ctx context.Context, cfg Config, name string) (jetstream.
 
 // ReplayFromConfig runs Replay against NATS_URL and MONGO_URI: `projector replay`.
 func ReplayFromConfig(ctx context.Context, cfg Config, logger *slog.Logger, progress func(ReplayProgress)) (ReplayResult, error) {
-	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-replay")
+	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-replay", logger)
 	if err != nil {
 		return ReplayResult{}, err
 	}
@@ -576,8 +575,8 @@ func ReplayFromConfig(ctx context.Context, cfg Config, logger *slog.Logger, prog
 }
 
 // VerifyFromConfig runs Verify against NATS_URL and MONGO_URI: `projector verify`.
-func VerifyFromConfig(ctx context.Context, cfg Config) (VerifyResult, error) {
-	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-verify")
+func VerifyFromConfig(ctx context.Context, cfg Config, logger *slog.Logger) (VerifyResult, error) {
+	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-verify", logger)
 	if err != nil {
 		return VerifyResult{}, err
 	}

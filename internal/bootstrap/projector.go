@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/internal/eventstore"
@@ -26,16 +25,16 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.MongoURI == "" {
 		return errors.New("MONGO_URI: required to run the projector on its own")
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("connreg-projector"), nats.MaxReconnects(-1))
+	nc, err := connectNATS(cfg, cfg.NATSURL, "connreg-projector", logger)
 	if err != nil {
-		return fmt.Errorf("NATS_URL: cannot connect: %w", err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	if _, err := eventstore.EnsureStream(ctx, js); err != nil {
+	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		return err
 	}
 	repo, err := mongostore.Open(ctx, cfg.MongoURI, cfg.MongoDatabase, cfg.Timeout)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/commands"
@@ -90,9 +89,9 @@ func Reseal(ctx context.Context, cfg Config, logger *slog.Logger, opts ResealOpt
 		url = n.URL()
 		logger.Info("embedded nats-server started for the reseal; the API must stay stopped until it ends", "dir", dir)
 	}
-	nc, err := nats.Connect(url, nats.Name("connreg-reseal"))
+	nc, err := connectNATS(cfg, url, "connreg-reseal", logger)
 	if err != nil {
-		return commands.ResealReport{}, fmt.Errorf("NATS_URL: cannot connect to %s: %w", url, err)
+		return commands.ResealReport{}, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

@@ -73,12 +73,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if err != nil {
 		return nil, err
 	}
-	stream, err := eventstore.EnsureStream(ctx, js)
+	stream, err := ensureStream(ctx, js, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
 	logger.Info("event stream ready: append-only (delete and purge denied), file storage, no age limit",
-		"stream", stream.CachedInfo().Config.Name)
+		"stream", stream.CachedInfo().Config.Name, "replicas", stream.CachedInfo().Config.Replicas)
 	if s.Store, err = eventstore.NewStore(nc, stream, cfg.Timeout); err != nil {
 		return nil, err
 	}
@@ -196,9 +196,9 @@ func (s *Service) connectNATS(cfg Config) (jetstream.JetStream, *nats.Conn, erro
 		s.logger.Info("embedded nats-server with JetStream started", "url", url, "dir", filepath.Join(cfg.DataDir, "nats"))
 	}
 	s.NATSURL = url
-	nc, err := nats.Connect(url, nats.Name("connreg"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := connectNATS(cfg, url, "connreg", s.logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", url, err)
+		return nil, nil, err
 	}
 	s.closers = append(s.closers, nc.Close)
 	js, err := jetstream.New(nc)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -27,17 +26,9 @@ type BatchHandler func(ctx context.Context, batch []readmodel.Message) error
 // store outage delays projection but loses nothing. Batches form from what is
 // already delivered: an idle projector handles a lone event at once.
 func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger, handle BatchHandler) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "Projects connection events into the read model.",
-		FilterSubject: events.EventSubjectFilter,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 20000,
-	})
+	cons, err := projectorConsumer(ctx, js, name)
 	if err != nil {
-		return fmt.Errorf("jetstream: consumer %s: %w", name, err)
+		return err
 	}
 	inbox := make(chan jetstream.Msg, 4*maxBatch)
 	cc, err := cons.Consume(func(m jetstream.Msg) { inbox <- m },

@@ -27,9 +27,9 @@ import (
 // still pending on the server.
 func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger,
 	handle BatchHandler, progress func(done, pending uint64)) (done uint64, err error) {
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, projectorConsumerConfig(name))
+	cons, err := projectorConsumer(ctx, js, name)
 	if err != nil {
-		return 0, fmt.Errorf("jetstream: consumer %s: %w", name, err)
+		return 0, err
 	}
 	batch := make([]readmodel.Message, 0, maxBatch)
 	backlog := true
@@ -199,9 +199,26 @@ func FoldEvents(ctx context.Context, js jetstream.JetStream, upTo uint64, fn fun
 	}
 }
 
-// projectorConsumerConfig is the durable consumer configuration of a
-// read-model projector; it must stay equal to the one Consume creates, since
-// the live projector takes over the consumer a replay created.
+// projectorConsumer creates (or updates) the durable consumer of a read-model
+// projector; Consume and CatchUp share it, since the live projector takes
+// over the consumer a replay created. The consumer has as many replicas as
+// the stream: a consumer on one node of an R3 stream would stop the
+// projection when that node dies, and its acknowledgements would be lost
+// with it.
+func projectorConsumer(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Consumer, error) {
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: stream %s: %w", events.StreamName, err)
+	}
+	cfg := projectorConsumerConfig(name)
+	cfg.Replicas = stream.CachedInfo().Config.Replicas
+	cons, err := stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
+	}
+	return cons, nil
+}
+
 func projectorConsumerConfig(name string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       name,

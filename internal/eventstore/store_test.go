@@ -44,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := EnsureStream(t.Context(), js)
+	stream, err := EnsureStream(t.Context(), js, StreamOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
