@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/connreg/registry/internal/eventstore"
 )
 
 // Config is the service's configuration, read from the environment.
@@ -24,6 +26,10 @@ type Config struct {
 	// StreamUpdate (STREAM_UPDATE=true) asks to move it to StreamReplicas.
 	StreamReplicas int
 	StreamUpdate   bool
+	// ProjectorLease (PROJECTOR_LEASE_TTL, default 5s) is how long the
+	// standalone projector's lease lives without renewal: a standby takes
+	// over about this long after the active projector died.
+	ProjectorLease time.Duration
 	MongoURI       string // MONGO_URI: external MongoDB; empty: embedded FerretDB
 	MongoDatabase  string // MONGO_DATABASE, default "connreg"
 	VaultAddr      string // VAULT_ADDR: Vault transit sealer; empty: development sealer
@@ -53,6 +59,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			CA: strings.TrimSpace(getenv("NATS_CA")), Cert: strings.TrimSpace(getenv("NATS_CERT")), Key: strings.TrimSpace(getenv("NATS_KEY")),
 		},
 		StreamReplicas: 1,
+		ProjectorLease: eventstore.DefaultLeaseTTL,
 		Projector:      true,
 		Timeout:        5 * time.Second,
 		Getenv:         getenv,
@@ -88,6 +95,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("STREAM_REPLICAS=%q: must be 1 to 5 (JetStream's limit; 3 in a 3-node cluster)", v)
 		}
 		c.StreamReplicas = n
+	}
+	if v := getenv("PROJECTOR_LEASE_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return c, fmt.Errorf("PROJECTOR_LEASE_TTL=%q: must be a duration of at least 1s such as 5s", v)
+		}
+		c.ProjectorLease = d
 	}
 	switch v := strings.ToLower(strings.TrimSpace(getenv("STREAM_UPDATE"))); v {
 	case "", "false":

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -29,6 +30,15 @@ func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 	cons, err := projectorConsumer(ctx, js, name)
 	if err != nil {
 		return err
+	}
+	// Start from the acknowledgement floor. Messages an earlier session (a
+	// crashed process, the lease holder before this one) had received but
+	// not acknowledged would otherwise come back only after AckWait, behind
+	// newer ones, and acknowledging a newer one (AckAll) would acknowledge
+	// them unprojected.
+	if _, err := js.ResetConsumer(ctx, events.StreamName, name); err != nil {
+		logger.Warn("projector consumer not reset to its acknowledgement floor (nats-server older than 2.14?); "+
+			"unacknowledged events of an earlier session come back after the ack wait", "consumer", name, "error", err.Error())
 	}
 	inbox := make(chan jetstream.Msg, 4*maxBatch)
 	cc, err := cons.Consume(func(m jetstream.Msg) { inbox <- m },
