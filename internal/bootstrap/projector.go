@@ -49,9 +49,20 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer repo.Close(context.Background())
 	host, _ := os.Hostname()
 	owner := host + "/" + uuid.NewString()
-	lease, err := eventstore.OpenLease(ctx, js, eventstore.ProjectorLeaseKey, owner, cfg.ProjectorLease, logger)
-	if err != nil {
-		return err
+	// Projectors starting together race to create the lease bucket, and a
+	// cluster may be electing leaders: keep trying rather than exit.
+	var lease *eventstore.Lease
+	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		lease, err = eventstore.OpenLease(ctx, js, eventstore.ProjectorLeaseKey, owner, cfg.ProjectorLease, logger)
+		if err == nil {
+			break
+		}
+		logger.Warn("cannot open the projector lease; retrying", "error", err.Error(), "in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
 	}
 	logger.Info("projector waiting for the lease: one projector process consumes, the others stand by",
 		"owner", owner, "ttl", cfg.ProjectorLease.String())
