@@ -601,6 +601,9 @@ func TestClusterPath(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("%d creates answered 201 were lost", lost)
 	}
+	if other := len(l.results) - counts[201] - counts[409] - counts[503]; other != 0 {
+		t.Errorf("%d creates were answered neither 201, 409 nor 503: %v", other, counts)
+	}
 
 	// The read model equals the stream once the new active projector has
 	// caught up: `projector verify` exits 0.

@@ -103,7 +103,7 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		// name, the claim stays too.
 		if a.Claim != nil && claimed > 0 && !domain.IsUnavailable(err) {
 			if used, uerr := s.usesName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID); uerr == nil && !used {
-				_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
+				_, _ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
 			}
 		}
 		return 0, err
@@ -112,7 +112,7 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		// The event is stored: the old name is free whatever happens next.
 		// Should this write be lost, the claim is recognised as stale later.
 		if holder, last, err := s.nameHolder(ctx, *a.Release); err == nil && holder == a.AggregateID {
-			_ = s.writeName(ctx, *a.Release, a.AggregateID, stateReleased, last.Sequence)
+			_, _ = s.writeName(ctx, *a.Release, a.AggregateID, stateReleased, last.Sequence)
 		}
 	}
 	return seq, nil
@@ -180,18 +180,17 @@ func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID str
 		if last != nil {
 			expected = last.Sequence
 		}
-		err = s.writeName(ctx, n, aggregateID, stateClaimed, expected)
+		seq, err := s.writeName(ctx, n, aggregateID, stateClaimed, expected)
 		if errors.Is(err, domain.ErrConcurrentChange) {
 			continue // someone wrote the name subject first: look again
 		}
 		if err != nil {
 			return 0, err
 		}
-		_, after, err := s.nameHolder(ctx, n)
-		if err != nil {
-			return 0, err
-		}
-		return after.Sequence, nil
+		// The claim's sequence is the one the server acknowledged. Reading
+		// it back is no substitute: on a replicated stream a direct get may
+		// be answered by a follower that has not stored the claim yet.
+		return seq, nil
 	}
 	return 0, domain.ErrNameTaken
 }
@@ -219,16 +218,16 @@ func (s *Store) abandoned(ctx context.Context, n commands.NameClaim, holder stri
 
 // writeName writes a claim or release, expecting the name subject's newest
 // message to be at sequence expected.
-func (s *Store) writeName(ctx context.Context, n commands.NameClaim, aggregateID, state string, expected uint64) error {
+func (s *Store) writeName(ctx context.Context, n commands.NameClaim, aggregateID, state string, expected uint64) (uint64, error) {
 	body, err := json.Marshal(claim{State: state, ConnectionID: aggregateID, ConfigName: n.ConfigName})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	m := nats.NewMsg(events.NameSubject(n.Organization, n.ConfigName))
 	m.Data = body
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
-	_, err = s.publish(ctx, []*nats.Msg{m})
-	return s.mapPublishError(err)
+	seq, err := s.publish(ctx, []*nats.Msg{m})
+	return seq, s.mapPublishError(err)
 }
 
 // nameHolder returns the connection holding a name ("" when free) and the
