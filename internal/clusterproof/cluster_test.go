@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
-	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 )
 
@@ -102,7 +99,7 @@ func freePort(t *testing.T) int {
 }
 
 // build compiles the three programs (Go's build cache makes a rebuild a link).
-func build(t *testing.T) (natsServer, api, projector string) {
+func build(t *testing.T) (natsServer, api, projector, ferretdb string) {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -114,6 +111,7 @@ func build(t *testing.T) (natsServer, api, projector string) {
 		{"nats-server", "github.com/nats-io/nats-server/v2"},
 		{"api", "./cmd/api"},
 		{"projector", "./cmd/projector"},
+		{"ferretdb", "./internal/clusterproof/ferretdb"},
 	} {
 		start := time.Now()
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
@@ -123,7 +121,7 @@ func build(t *testing.T) (natsServer, api, projector string) {
 		}
 		t.Logf("built %s in %s", b.out, time.Since(start).Round(time.Millisecond))
 	}
-	return filepath.Join(dir, "nats-server"), filepath.Join(dir, "api"), filepath.Join(dir, "projector")
+	return filepath.Join(dir, "nats-server"), filepath.Join(dir, "api"), filepath.Join(dir, "projector"), filepath.Join(dir, "ferretdb")
 }
 
 // natsNode is one nats-server process of the cluster; restart brings it back
@@ -336,6 +334,8 @@ func (l *load) run(pairs, maxRounds int) {
 				l.mu.Unlock()
 				if pair[0].status != http.StatusCreated && pair[1].status != http.StatusCreated {
 					time.Sleep(50 * time.Millisecond) // as a client retrying after a 503 would
+				} else {
+					time.Sleep(10 * time.Millisecond) // a steady load, not a benchmark
 				}
 			}
 		}()
@@ -406,8 +406,9 @@ func waitHTTP(t *testing.T, url string, p *proc) {
 
 // TestClusterPath runs the registry as deploy/ runs it, with real processes
 // on loopback: three clustered nats-servers (stream R3), a Mongo-wire read
-// model (FerretDB, in this test process: building FerretDB's own binary is
-// not worth it here), two API processes with PROJECTOR=off and two projector
+// model process (FerretDB/SQLite from its module, through the devstack: see
+// ./ferretdb; FerretDB's own command needs modules the service does not
+// depend on), two API processes with PROJECTOR=off and two projector
 // processes sharing the lease. Under concurrent creates through both APIs it
 // kills -9 the JetStream meta leader, then the stream leader, then the
 // active projector, and checks: every name race has exactly one winner
@@ -418,19 +419,33 @@ func TestClusterPath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs seven processes")
 	}
-	natsBin, apiBin, projectorBin := build(t)
+	natsBin, apiBin, projectorBin, ferretBin := build(t)
 	nodes := startCluster(t, natsBin)
 	var urls []string
 	for _, n := range nodes {
 		urls = append(urls, n.url())
 	}
-	mongo, err := devstack.StartMongo(t.TempDir(), "", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
+	mongoAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	mongoProc := start(t, "ferretdb", ferretBin, []string{"-dir", t.TempDir(), "-addr", mongoAddr}, nil)
+	mongoURI := "mongodb://" + mongoAddr + "/"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", mongoAddr); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-mongoProc.done:
+			t.Fatal("ferretdb exited")
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ferretdb does not listen")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Cleanup(mongo.Shutdown)
 
-	common := []string{"NATS_URL=" + strings.Join(urls, ","), "MONGO_URI=" + mongo.URI(), "STREAM_REPLICAS=3",
+	common := []string{"NATS_URL=" + strings.Join(urls, ","), "MONGO_URI=" + mongoURI, "STREAM_REPLICAS=3",
 		"STORE_TIMEOUT=3s", "PROJECTOR_LEASE_TTL=3s", "LOG_LEVEL=info"}
 	// The development sealer keeps its key under DATA_DIR: both APIs share one.
 	data := t.TempDir()
@@ -476,7 +491,7 @@ func TestClusterPath(t *testing.T) {
 		}
 		return -1
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline = time.Now().Add(60 * time.Second)
 	for holder() < 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no projector took the lease")
@@ -577,25 +592,44 @@ func TestClusterPath(t *testing.T) {
 			storedDespite503++
 		}
 	}
-	// Every 201 is readable through either API.
-	i := 0
-	for name, w := range winners {
-		i++
-		api := apis[i%2]
-		res, err := http.Get(api + "/v1/management/connections/" + w[0].id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc struct {
-			ConfigName string `json:"configName"`
-		}
-		_ = json.NewDecoder(res.Body).Decode(&doc)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK || doc.ConfigName != name {
-			lost++
-			t.Errorf("GET %s through %s: %d %q, want 200 %q", w[0].id, api, res.StatusCode, doc.ConfigName, name)
-		}
+	// Every 201 is readable, through the API that did not create it.
+	type read struct {
+		name string
+		o    outcome
 	}
+	reads := make(chan read)
+	var unreadable atomic.Int64
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for r := range reads {
+				api := apis[1-r.o.api]
+				res, err := l.client.Get(api + "/v1/management/connections/" + r.o.id)
+				if err != nil {
+					unreadable.Add(1)
+					t.Errorf("GET %s through %s: %v", r.o.id, api, err)
+					continue
+				}
+				var doc struct {
+					ConfigName string `json:"configName"`
+				}
+				_ = json.NewDecoder(res.Body).Decode(&doc)
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK || doc.ConfigName != r.name {
+					unreadable.Add(1)
+					t.Errorf("GET %s through %s: %d %q, want 200 %q", r.o.id, api, res.StatusCode, doc.ConfigName, r.name)
+				}
+			}
+		}()
+	}
+	for name, w := range winners {
+		reads <- read{name, w[0]}
+	}
+	close(reads)
+	readers.Wait()
+	lost += int(unreadable.Load())
 	t.Logf("creates: %d requests, %d answered 201, %d 409, %d 503, %d other (%v); lost: %d; names stored although no request got 201: %d",
 		len(l.results), counts[201], counts[409], counts[503], len(l.results)-counts[201]-counts[409]-counts[503], counts, lost, storedDespite503)
 	if lost != 0 {
