@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/bootstrap"
 )
 
@@ -81,5 +85,38 @@ func TestNATSPasswordNeverLogged(t *testing.T) {
 	}
 	if strings.Contains(err.Error()+logs.String(), password) {
 		t.Fatalf("the NATS password appears in the error or the logs: %v\n%s", err, logs.String())
+	}
+}
+
+// TestStartKeepsTheStreamsReplicaCount: an API whose STREAM_REPLICAS differs
+// from the existing stream's says so at start and leaves the stream as it is
+// (on this single server, moving it to 3 replicas would fail the start).
+func TestStartKeepsTheStreamsReplicaCount(t *testing.T) {
+	n := externalNATS(t)
+	m := externalMongo(t)
+	env := map[string]string{"NATS_URL": n.URL(), "MONGO_URI": m.URI(), "PROJECTOR": "off"}
+	first := startService(t, t.TempDir(), env)
+	first.stop()
+
+	env["STREAM_REPLICAS"] = "3"
+	h := startService(t, t.TempDir(), env)
+	if !strings.Contains(h.logs.String(), "replica count differs from STREAM_REPLICAS") {
+		t.Fatalf("no warning about the replica count at start:\n%s", h.logs.String())
+	}
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.CachedInfo().Config.Replicas; r != 1 {
+		t.Fatalf("the stream has %d replicas after the start, want its 1 kept", r)
 	}
 }
