@@ -7,23 +7,36 @@ package bootstrap
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/connreg/registry/internal/eventstore"
 )
 
 // Config is the service's configuration, read from the environment.
 type Config struct {
-	Env           string // ENV: "development" (default) or "production"
-	HTTPAddr      string // HTTP_ADDR, default ":8080"
-	DataDir       string // DATA_DIR, default "./data": embedded servers' state
-	NATSURL       string // NATS_URL: external NATS; empty: embedded
-	MongoURI      string // MONGO_URI: external MongoDB; empty: embedded FerretDB
-	MongoDatabase string // MONGO_DATABASE, default "connreg"
-	VaultAddr     string // VAULT_ADDR: Vault transit sealer; empty: development sealer
-	Projector     bool   // PROJECTOR: "embedded" (default) runs it in-process, "off" leaves it to cmd/projector
-	Timeout       time.Duration
-	SchemaMaxAge  time.Duration // SCHEMA_MAX_AGE, default 1h: how old a schema validate-schema trusts
-	LogLevel      slog.Level
+	Env      string // ENV: "development" (default) or "production"
+	HTTPAddr string // HTTP_ADDR, default ":8080"
+	DataDir  string // DATA_DIR, default "./data": embedded servers' state
+	NATSURL  string // NATS_URL: external NATS; empty: embedded
+	NATS     NATSAuth
+	// StreamReplicas (STREAM_REPLICAS, default 1) is the replica count the
+	// stream is created with; an existing stream keeps its own unless
+	// StreamUpdate (STREAM_UPDATE=true) asks to move it to StreamReplicas.
+	StreamReplicas int
+	StreamUpdate   bool
+	// ProjectorLease (PROJECTOR_LEASE_TTL, default 5s) is how long the
+	// standalone projector's lease lives without renewal: a standby takes
+	// over about this long after the active projector died.
+	ProjectorLease time.Duration
+	MongoURI       string // MONGO_URI: external MongoDB; empty: embedded FerretDB
+	MongoDatabase  string // MONGO_DATABASE, default "connreg"
+	VaultAddr      string // VAULT_ADDR: Vault transit sealer; empty: development sealer
+	Projector      bool   // PROJECTOR: "embedded" (default) runs it in-process, "off" leaves it to cmd/projector
+	Timeout        time.Duration
+	SchemaMaxAge   time.Duration // SCHEMA_MAX_AGE, default 1h: how old a schema validate-schema trusts
+	LogLevel       slog.Level
 	// Getenv is how the Vault sealer reads its own variables.
 	Getenv func(string) string
 }
@@ -42,10 +55,16 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		MongoURI:      strings.TrimSpace(getenv("MONGO_URI")),
 		MongoDatabase: strings.TrimSpace(getenv("MONGO_DATABASE")),
 		VaultAddr:     strings.TrimSpace(getenv("VAULT_ADDR")),
-		Projector:     true,
-		Timeout:       5 * time.Second,
-		SchemaMaxAge:  time.Hour,
-		Getenv:        getenv,
+		NATS: NATSAuth{
+			Creds: strings.TrimSpace(getenv("NATS_CREDS")), NKey: strings.TrimSpace(getenv("NATS_NKEY")),
+			CA: strings.TrimSpace(getenv("NATS_CA")), Cert: strings.TrimSpace(getenv("NATS_CERT")), Key: strings.TrimSpace(getenv("NATS_KEY")),
+		},
+		StreamReplicas: 1,
+		ProjectorLease: eventstore.DefaultLeaseTTL,
+		Projector:      true,
+		Timeout:        5 * time.Second,
+		SchemaMaxAge:   time.Hour,
+		Getenv:         getenv,
 	}
 	switch c.Env {
 	case "":
@@ -68,6 +87,30 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
 		return c, fmt.Errorf("MONGO_URI: must start with mongodb:// or mongodb+srv://")
+	}
+	if err := c.NATS.validate(); err != nil {
+		return c, err
+	}
+	if v := strings.TrimSpace(getenv("STREAM_REPLICAS")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			return c, fmt.Errorf("STREAM_REPLICAS=%q: must be 1 to 5 (JetStream's limit; 3 in a 3-node cluster)", v)
+		}
+		c.StreamReplicas = n
+	}
+	if v := getenv("PROJECTOR_LEASE_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return c, fmt.Errorf("PROJECTOR_LEASE_TTL=%q: must be a duration of at least 1s such as 5s", v)
+		}
+		c.ProjectorLease = d
+	}
+	switch v := strings.ToLower(strings.TrimSpace(getenv("STREAM_UPDATE"))); v {
+	case "", "false":
+	case "true":
+		c.StreamUpdate = true
+	default:
+		return c, fmt.Errorf("STREAM_UPDATE=%q: must be true or false", v)
 	}
 	switch p := strings.ToLower(getenv("PROJECTOR")); p {
 	case "", "embedded":

@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/bootstrap"
 )
 
@@ -22,6 +26,12 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"STORE_TIMEOUT": "soon"}, "STORE_TIMEOUT"},
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{map[string]string{"ENV": "production"}, "NATS_URL"},
+		{map[string]string{"STREAM_REPLICAS": "0"}, "STREAM_REPLICAS"},
+		{map[string]string{"STREAM_REPLICAS": "three"}, "STREAM_REPLICAS"},
+		{map[string]string{"STREAM_UPDATE": "yes"}, "STREAM_UPDATE"},
+		{map[string]string{"NATS_CREDS": "/nonexistent/user.creds"}, "NATS_CREDS"},
+		{map[string]string{"NATS_CA": "/nonexistent/ca.pem"}, "NATS_CA"},
+		{map[string]string{"NATS_CERT": "/etc/hostname"}, "NATS_KEY"},
 	} {
 		_, err := bootstrap.ConfigFromEnv(func(k string) string { return tt.env[k] })
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -29,7 +39,8 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 		}
 	}
 	cfg, err := bootstrap.ConfigFromEnv(func(string) string { return "" })
-	if err != nil || cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || !cfg.Projector || cfg.Env != "development" {
+	if err != nil || cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || !cfg.Projector || cfg.Env != "development" ||
+		cfg.StreamReplicas != 1 || cfg.StreamUpdate {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
 }
@@ -49,5 +60,63 @@ func TestProductionRefusesTheDevelopmentSealer(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "VAULT_ADDR") {
 		t.Fatalf("the error does not name VAULT_ADDR: %v", err)
+	}
+}
+
+// TestNATSPasswordNeverLogged: a NATS_URL with a password that cannot be
+// reached fails with an error naming the variable and the host, never the
+// password.
+func TestNATSPasswordNeverLogged(t *testing.T) {
+	const password = "s3cret-nats-password"
+	env := map[string]string{"NATS_URL": "nats://registry:" + password + "@127.0.0.1:1", "MONGO_URI": "mongodb://127.0.0.1:1",
+		"DATA_DIR": t.TempDir(), "STORE_TIMEOUT": "1s"}
+	cfg, err := bootstrap.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	svc, err := bootstrap.Start(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err == nil {
+		svc.Close()
+		t.Fatal("started without NATS")
+	}
+	if !strings.Contains(err.Error(), "NATS_URL") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("the error does not name NATS_URL and its host: %v", err)
+	}
+	if strings.Contains(err.Error()+logs.String(), password) {
+		t.Fatalf("the NATS password appears in the error or the logs: %v\n%s", err, logs.String())
+	}
+}
+
+// TestStartKeepsTheStreamsReplicaCount: an API whose STREAM_REPLICAS differs
+// from the existing stream's says so at start and leaves the stream as it is
+// (on this single server, moving it to 3 replicas would fail the start).
+func TestStartKeepsTheStreamsReplicaCount(t *testing.T) {
+	n := externalNATS(t)
+	m := externalMongo(t)
+	env := map[string]string{"NATS_URL": n.URL(), "MONGO_URI": m.URI(), "PROJECTOR": "off"}
+	first := startService(t, t.TempDir(), env)
+	first.stop()
+
+	env["STREAM_REPLICAS"] = "3"
+	h := startService(t, t.TempDir(), env)
+	if !strings.Contains(h.logs.String(), "replica count differs from STREAM_REPLICAS") {
+		t.Fatalf("no warning about the replica count at start:\n%s", h.logs.String())
+	}
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.CachedInfo().Config.Replicas; r != 1 {
+		t.Fatalf("the stream has %d replicas after the start, want its 1 kept", r)
 	}
 }

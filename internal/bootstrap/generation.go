@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
@@ -568,7 +567,7 @@ func connectStandalone(ctx context.Context, cfg Config, name string, logger *slo
 	if js, err = jetstream.New(nc); err != nil {
 		return nil, nil, nil, err
 	}
-	if _, err := eventstore.EnsureStream(ctx, js); err != nil {
+	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		return nil, nil, nil, err
 	}
 	uri := cfg.MongoURI
@@ -587,30 +586,6 @@ func connectStandalone(ctx context.Context, cfg Config, name string, logger *slo
 	}
 	closers = append(closers, func() { _ = repo.Close(context.Background()) })
 	return js, repo, closeAll, nil
-}
-
-// connectNATSOrEmbedded connects to NATS_URL, or starts the embedded
-// nats-server (no listener) on DATA_DIR/nats in this process and connects to
-// it in-process. stop closes the connection and stops what it started.
-func connectNATSOrEmbedded(cfg Config, name string, logger *slog.Logger) (nc *nats.Conn, stop func(), err error) {
-	if cfg.NATSURL != "" {
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1))
-		if err != nil {
-			return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
-		}
-		return nc, nc.Close, nil
-	}
-	dir := filepath.Join(cfg.DataDir, "nats")
-	n, err := devstack.StartPrivateNATS(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	if nc, err = n.Connect(nats.Name(name)); err != nil {
-		n.Shutdown()
-		return nil, nil, err
-	}
-	logger.Info("embedded nats-server started on the state under DATA_DIR; keep the API stopped until this ends", "dir", dir)
-	return nc, func() { nc.Close(); n.Shutdown() }, nil
 }
 
 // ReplayFromConfig runs Replay against NATS_URL and MONGO_URI (or the

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/internal/eventstore"
@@ -16,7 +17,10 @@ import (
 )
 
 // RunProjector runs the projector alone against an external NATS and MongoDB
-// until ctx ends: the process behind `cmd/projector`. It projects into the
+// until ctx ends: the process behind `cmd/projector`. Several may run (one
+// per node, say): they share a lease (eventstore.Lease) and only its holder
+// consumes; a standby takes over about PROJECTOR_LEASE_TTL after the holder
+// dies, at once when it stops cleanly. It projects into the
 // active read-model generation and follows the generations `projector
 // replay` activates (see generation.go).
 func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
@@ -26,16 +30,16 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.MongoURI == "" {
 		return errors.New("MONGO_URI: required to run the projector on its own")
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("connreg-projector"), nats.MaxReconnects(-1))
+	nc, err := connectNATS(cfg, nil, "connreg-projector", logger)
 	if err != nil {
-		return fmt.Errorf("NATS_URL: cannot connect: %w", err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	if _, err := eventstore.EnsureStream(ctx, js); err != nil {
+	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		return err
 	}
 	repo, err := mongostore.Open(ctx, cfg.MongoURI, cfg.MongoDatabase, cfg.Timeout)
@@ -43,6 +47,39 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("MONGO_URI: %w", err)
 	}
 	defer repo.Close(context.Background())
+	host, _ := os.Hostname()
+	owner := host + "/" + uuid.NewString()
+	// Projectors starting together race to create the lease bucket, and a
+	// cluster may be electing leaders: keep trying rather than exit.
+	var lease *eventstore.Lease
+	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		lease, err = eventstore.OpenLease(ctx, js, eventstore.ProjectorLeaseKey, owner, cfg.ProjectorLease, logger)
+		if err == nil {
+			break
+		}
+		logger.Warn("cannot open the projector lease; retrying", "error", err.Error(), "in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+	}
+	logger.Info("projector waiting for the lease: one projector process consumes, the others stand by",
+		"owner", owner, "ttl", cfg.ProjectorLease.String())
+	// Each time this process becomes the active projector it reads the
+	// active generation and its documents afresh: while it stood by, another
+	// projector moved them on.
+	lease.Hold(ctx, func(ctx context.Context) {
+		if err := projectLeased(ctx, js, repo, logger); err != nil && ctx.Err() == nil {
+			logger.Error("projector failed; trying again", "error", err.Error())
+		}
+	})
+	return nil
+}
+
+// projectLeased runs the live projector of the active generation while ctx
+// lasts (the lease is held).
+func projectLeased(ctx context.Context, js jetstream.JetStream, repo *mongostore.Repository, logger *slog.Logger) error {
 	meta, err := repo.Active(ctx, eventstore.ProjectorConsumer)
 	if err != nil {
 		return err

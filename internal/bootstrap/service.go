@@ -47,6 +47,7 @@ type Service struct {
 	nats *devstack.NATS // the embedded nats-server, nil with NATS_URL
 
 	logger     *slog.Logger
+	cfg        Config
 	live       *liveReadModel  // the active generation's repository (generation.go)
 	generation mongostore.Meta // the generation active at start
 	cancel     context.CancelFunc
@@ -75,12 +76,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if err != nil {
 		return nil, err
 	}
-	stream, err := eventstore.EnsureStream(ctx, js)
+	stream, err := ensureStream(ctx, js, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
 	logger.Info("event stream ready: append-only (delete and purge denied), file storage, no age limit",
-		"stream", stream.CachedInfo().Config.Name)
+		"stream", stream.CachedInfo().Config.Name, "replicas", stream.CachedInfo().Config.Replicas)
 	if s.Store, err = eventstore.NewStore(nc, stream, cfg.Timeout); err != nil {
 		return nil, err
 	}
@@ -196,8 +197,8 @@ func (s *Service) RunProjector(ctx context.Context, js jetstream.JetStream) {
 }
 
 func (s *Service) connectNATS(cfg Config) (jetstream.JetStream, *nats.Conn, error) {
-	opts := []nats.Option{nats.Name("connreg"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	s.NATSURL = cfg.NATSURL
+	s.cfg = cfg
 	if cfg.NATSURL == "" {
 		dir := filepath.Join(cfg.DataDir, "nats")
 		n, err := devstack.StartPrivateNATS(dir)
@@ -208,9 +209,9 @@ func (s *Service) connectNATS(cfg Config) (jetstream.JetStream, *nats.Conn, erro
 		s.nats = n
 		s.logger.Info("embedded nats-server with JetStream started, without a listener: only this process reaches it", "dir", dir)
 	}
-	nc, err := s.ConnectNATS(opts...)
+	nc, err := connectNATS(cfg, s.nats, "connreg", s.logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
+		return nil, nil, err
 	}
 	s.closers = append(s.closers, nc.Close)
 	js, err := jetstream.New(nc)
@@ -220,13 +221,11 @@ func (s *Service) connectNATS(cfg Config) (jetstream.JetStream, *nats.Conn, erro
 	return js, nc, nil
 }
 
-// ConnectNATS opens another connection to the service's NATS: NATS_URL, or
-// in-process to the embedded server, which has no listener.
+// ConnectNATS opens another connection to the service's NATS: NATS_URL
+// (with the service's NATS authentication), or in-process to the embedded
+// server, which has no listener. opts come after the service's own.
 func (s *Service) ConnectNATS(opts ...nats.Option) (*nats.Conn, error) {
-	if s.nats != nil {
-		return s.nats.Connect(opts...)
-	}
-	return nats.Connect(s.NATSURL, opts...)
+	return connectNATS(s.cfg, s.nats, "connreg", s.logger, opts...)
 }
 
 func (s *Service) openReadModel(ctx context.Context, cfg Config) (*mongostore.Repository, error) {

@@ -103,18 +103,17 @@ func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID str
 		if last != nil {
 			expected = last.Sequence
 		}
-		err = s.writeName(ctx, n, aggregateID, stateClaimed, expected)
+		seq, err := s.writeName(ctx, n, aggregateID, stateClaimed, expected)
 		if errors.Is(err, domain.ErrConcurrentChange) {
 			continue // someone wrote the name subject first: look again
 		}
 		if err != nil {
 			return 0, err
 		}
-		_, after, err := s.nameHolder(ctx, n)
-		if err != nil {
-			return 0, err
-		}
-		return after.Sequence, nil
+		// The claim's sequence is the one the server acknowledged. Reading
+		// it back is no substitute: on a replicated stream a direct get may
+		// be answered by a follower that has not stored the claim yet.
+		return seq, nil
 	}
 	return 0, domain.ErrNameTaken
 }
@@ -172,17 +171,20 @@ func (s *Store) fence(ctx context.Context, n commands.NameClaim, holder, taker s
 const expectedLastSubjSeqSubjectHeader = "Nats-Expected-Last-Subject-Sequence-Subject"
 
 // writeName writes a claim or release, expecting the name subject's newest
-// message to be at sequence expected.
-func (s *Store) writeName(ctx context.Context, n commands.NameClaim, aggregateID, state string, expected uint64) error {
+// message to be at sequence expected, and returns its stream sequence.
+func (s *Store) writeName(ctx context.Context, n commands.NameClaim, aggregateID, state string, expected uint64) (uint64, error) {
 	body, err := json.Marshal(claim{State: state, ConnectionID: aggregateID, ConfigName: n.ConfigName})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	m := nats.NewMsg(events.NameSubject(n.Organization, n.ConfigName))
 	m.Data = body
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expected, 10))
-	_, err = s.publish(ctx, m)
-	return s.mapPublishError(err)
+	seq, err := s.publish(ctx, m)
+	if err != nil {
+		return 0, s.mapPublishError(err)
+	}
+	return seq, nil
 }
 
 // nameHolder returns the connection holding a name ("" when free) and the

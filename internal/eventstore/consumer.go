@@ -40,6 +40,35 @@ func projectorConsumerConfig(name string) jetstream.ConsumerConfig {
 	}
 }
 
+// projectorConsumer creates (or updates) the durable consumer of a read-model
+// projector; Consume and CatchUp share it, since the live projector takes
+// over the consumer a replay created. The consumer has as many replicas as
+// the stream: a consumer on one node of an R3 stream would stop the
+// projection when that node dies, and its acknowledgements would be lost
+// with it. A consumer an earlier version created with cumulative
+// acknowledgement (AckAll) cannot be updated in place: it is deleted and
+// created again from the first event, which re-projects everything once
+// (applying an event twice changes nothing) instead of trusting an ack floor
+// that may have passed unwritten events.
+func projectorConsumer(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Consumer, error) {
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: stream %s: %w", events.StreamName, err)
+	}
+	cfg := projectorConsumerConfig(name)
+	cfg.Replicas = stream.CachedInfo().Config.Replicas
+	if old, err := stream.Consumer(ctx, name); err == nil && old.CachedInfo().Config.AckPolicy != cfg.AckPolicy {
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("jetstream: replace consumer %s: %w", name, err)
+		}
+	}
+	cons, err := stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: consumer %s: %w", name, err)
+	}
+	return cons, nil
+}
+
 // BatchHandler applies a batch of messages; an error asks for the same batch
 // again.
 type BatchHandler func(ctx context.Context, batch []readmodel.Message) error
@@ -93,7 +122,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 }
 
 func consumeOnce(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger, handle BatchHandler) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, projectorConsumerConfig(name))
+	cons, err := projectorConsumer(ctx, js, name)
 	if err != nil {
 		return fmt.Errorf("jetstream: consumer %s: %w", name, err)
 	}

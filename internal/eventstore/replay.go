@@ -28,7 +28,7 @@ import (
 // pending on the server.
 func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger,
 	handle BatchHandler, progress func(done, pending uint64)) (done uint64, err error) {
-	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamName, projectorConsumerConfig(name))
+	cons, err := projectorConsumer(ctx, js, name)
 	if err != nil {
 		return 0, fmt.Errorf("jetstream: consumer %s: %w", name, err)
 	}

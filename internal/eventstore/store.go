@@ -87,7 +87,7 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		// name, the claim stays too.
 		if a.Claim != nil && claimed > 0 && !domain.IsUnavailable(err) {
 			if used, uerr := s.usesName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID); uerr == nil && !used {
-				_ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
+				_, _ = s.writeName(context.WithoutCancel(ctx), *a.Claim, a.AggregateID, stateReleased, claimed)
 			}
 		}
 		return 0, err
@@ -98,7 +98,7 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 		// (The append may have spent ctx finding out its outcome.)
 		rctx := context.WithoutCancel(ctx)
 		if holder, last, err := s.nameHolder(rctx, *a.Release); err == nil && holder == a.AggregateID {
-			_ = s.writeName(rctx, *a.Release, a.AggregateID, stateReleased, last.Sequence)
+			_, _ = s.writeName(rctx, *a.Release, a.AggregateID, stateReleased, last.Sequence)
 		}
 	}
 	return seq, nil

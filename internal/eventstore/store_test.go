@@ -52,7 +52,7 @@ func fixtureOn(t *testing.T, nc *nats.Conn) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := EnsureStream(t.Context(), js)
+	stream, err := EnsureStream(t.Context(), js, StreamOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

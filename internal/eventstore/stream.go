@@ -43,11 +43,25 @@ func StreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates the stream, or updates an existing one to the
-// configuration above.
-func EnsureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+// StreamOptions are the operator's choices for the stream.
+type StreamOptions struct {
+	// Replicas is the replica count a new stream gets (0 means 1).
+	Replicas int
+	// Update moves an existing stream to Replicas; without it an existing
+	// stream keeps the replica count an operator gave it.
+	Update bool
+}
+
+// EnsureStream creates the stream with opts.Replicas replicas, or brings an
+// existing one to the configuration above while keeping its replica count
+// (unless opts.Update). A process never resets a stream an operator moved to
+// three replicas back to one because its own setting says otherwise: the
+// caller compares the returned stream's replica count with its setting and
+// reports a difference.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (jetstream.Stream, error) {
 	cfg := StreamConfig()
-	s, err := js.CreateOrUpdateStream(ctx, cfg)
+	cfg.Replicas = max(opts.Replicas, 1)
+	s, err := ensure(ctx, js, cfg, opts.Update)
 	if err != nil {
 		return nil, domain.Unavailable(domain.DependencyEventStore, fmt.Errorf("ensure stream %s: %w", cfg.Name, err))
 	}
@@ -56,4 +70,25 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream
 		return nil, errors.New("jetstream: the stream does not deny delete and purge")
 	}
 	return s, nil
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, update bool) (jetstream.Stream, error) {
+	for range 3 {
+		s, err := js.Stream(ctx, cfg.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			s, err = js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // another process created it at the same moment: check it as an existing one
+			}
+			return s, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !update {
+			cfg.Replicas = s.CachedInfo().Config.Replicas
+		}
+		return js.UpdateStream(ctx, cfg)
+	}
+	return nil, errors.New("the stream is being created and changed concurrently")
 }
