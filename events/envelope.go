@@ -42,6 +42,11 @@ type Metadata struct {
 	Actor            string
 	RequestID        string
 	CorrelationID    string
+	// TraceParent and TraceState are the W3C trace context of the operation
+	// that recorded the event (CloudEvents distributed-tracing extension):
+	// a subscriber continues the trace from them. Empty when none was traced.
+	TraceParent string
+	TraceState  string
 }
 
 // Event is one recorded fact: metadata and a typed payload.
@@ -74,6 +79,8 @@ type Envelope struct {
 	Actor            string          `json:"actor"`
 	RequestID        string          `json:"requestid,omitempty"`
 	CorrelationID    string          `json:"correlationid,omitempty"`
+	TraceParent      string          `json:"traceparent,omitempty"`
+	TraceState       string          `json:"tracestate,omitempty"`
 	Data             json.RawMessage `json:"data"`
 }
 
@@ -99,6 +106,8 @@ func Encode(e Event) ([]byte, error) {
 		Actor:            e.Actor,
 		RequestID:        e.RequestID,
 		CorrelationID:    e.CorrelationID,
+		TraceParent:      e.TraceParent,
+		TraceState:       e.TraceState,
 		Data:             data,
 	})
 }
@@ -137,6 +146,8 @@ func decode(body []byte, u upcasters) (Event, error) {
 			Actor:            env.Actor,
 			RequestID:        env.RequestID,
 			CorrelationID:    env.CorrelationID,
+			TraceParent:      env.TraceParent,
+			TraceState:       env.TraceState,
 		},
 		Payload: payload,
 	}, nil

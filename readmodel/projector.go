@@ -17,6 +17,13 @@ type Message struct {
 	Sequence uint64
 	Subject  string
 	Data     []byte
+	// Stored is when the stream stored the message (for the projection lag);
+	// TraceParent and TraceState its W3C trace context, when it has one (for
+	// tracing the projection as part of the request that wrote it). The
+	// projection itself ignores them.
+	Stored      time.Time
+	TraceParent string
+	TraceState  string
 }
 
 // Write replaces one document, guarded: it applies only while the stored
@@ -74,7 +81,12 @@ type Projector struct {
 	projected uint64
 	advanced  chan struct{}
 	index     *Index
+	onParked  func(n int)
 }
+
+// OnParked makes the projector call f with the number of events it parked,
+// after they are stored, for metrics. Call it before the projector runs.
+func (p *Projector) OnParked(f func(n int)) { p.onParked = f }
 
 // KeepIndex makes the projector put every document it writes into idx
 // after the write succeeded, and read the current documents from it instead
@@ -217,6 +229,9 @@ func (p *Projector) Project(ctx context.Context, batch []Message) error {
 		if all := append(parked, parkedNow...); len(all) > 0 {
 			if err := p.store.Park(ctx, all); err != nil {
 				return err
+			}
+			if p.onParked != nil {
+				p.onParked(len(all))
 			}
 		}
 		p.advance(batch[len(batch)-1].Sequence)

@@ -34,6 +34,7 @@ type Config struct {
 	MongoDatabase  string // MONGO_DATABASE, default "connreg"
 	VaultAddr      string // VAULT_ADDR: Vault transit sealer; empty: development sealer
 	Projector      bool   // PROJECTOR: "embedded" (default) runs it in-process, "off" leaves it to cmd/projector
+	MetricsAddr    string // METRICS_ADDR, default "127.0.0.1:9090": cmd/projector's /healthz, /readyz, /metrics; "off": none
 	Timeout        time.Duration
 	SchemaMaxAge   time.Duration // SCHEMA_MAX_AGE, default 1h: how old a schema validate-schema trusts
 	LogLevel       slog.Level
@@ -59,6 +60,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			Creds: strings.TrimSpace(getenv("NATS_CREDS")), NKey: strings.TrimSpace(getenv("NATS_NKEY")),
 			CA: strings.TrimSpace(getenv("NATS_CA")), Cert: strings.TrimSpace(getenv("NATS_CERT")), Key: strings.TrimSpace(getenv("NATS_KEY")),
 		},
+		MetricsAddr:    strings.TrimSpace(getenv("METRICS_ADDR")),
 		StreamReplicas: 1,
 		ProjectorLease: eventstore.DefaultLeaseTTL,
 		Projector:      true,
@@ -78,6 +80,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./data"
+	}
+	if c.MetricsAddr == "" {
+		c.MetricsAddr = "127.0.0.1:9090"
 	}
 	if c.MongoDatabase == "" {
 		c.MongoDatabase = "connreg"

@@ -17,6 +17,7 @@ import (
 	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/mongostore"
+	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -131,7 +132,8 @@ type switchTo struct {
 // replay makes, until ctx ends. idx (nil: none) is the index the projector
 // keeps; it is replaced by the new generation's documents at a switch.
 func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongostore.Repository, live *liveReadModel,
-	proj *readmodel.Projector, idx *readmodel.Index, meta mongostore.Meta, logger *slog.Logger) error {
+	proj *readmodel.Projector, idx *readmodel.Index, meta mongostore.Meta, logger *slog.Logger, tel *telemetry.Telemetry) error {
+	handle := tel.Projection(proj.Project)
 	// Events parked before this start are acknowledged and will not come
 	// back: say so at every start, so that a connection missing from lists
 	// is never a silent loss.
@@ -147,7 +149,7 @@ func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongo
 			next <- s
 			cancel()
 		})
-		err := eventstore.Consume(gctx, js, meta.Consumer, ProjectorBatch, logger, proj.Project)
+		err := eventstore.Consume(gctx, js, meta.Consumer, ProjectorBatch, logger, handle)
 		cancel()
 		select {
 		case s := <-next:

@@ -58,6 +58,9 @@ func testConfig(t *testing.T, dir string, env map[string]string) bootstrap.Confi
 		if k == "DATA_DIR" {
 			return dir
 		}
+		if k == "METRICS_ADDR" && env[k] == "" {
+			return "127.0.0.1:0" // a standalone projector's probes: never a fixed port in tests
+		}
 		return env[k]
 	}
 	cfg, err := bootstrap.ConfigFromEnv(getenv)

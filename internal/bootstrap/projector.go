@@ -13,6 +13,7 @@ import (
 
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/mongostore"
+	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -47,6 +48,17 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("MONGO_URI: %w", err)
 	}
 	defer repo.Close(context.Background())
+	// Probes and metrics serve for the whole process, standby included.
+	tel, err := telemetry.New(ctx, cfg.Getenv, "connreg-projector")
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
+	stopOps, err := serveOps(ctx, cfg.MetricsAddr, nc, js, repo, tel, logger)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	host, _ := os.Hostname()
 	owner := host + "/" + uuid.NewString()
 	// Projectors starting together race to create the lease bucket, and a
@@ -70,7 +82,7 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// active generation and its documents afresh: while it stood by, another
 	// projector moved them on.
 	lease.Hold(ctx, func(ctx context.Context) {
-		if err := projectLeased(ctx, js, repo, logger); err != nil && ctx.Err() == nil {
+		if err := projectLeased(ctx, js, repo, logger, tel); err != nil && ctx.Err() == nil {
 			logger.Error("projector failed; trying again", "error", err.Error())
 		}
 	})
@@ -79,21 +91,22 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // projectLeased runs the live projector of the active generation while ctx
 // lasts (the lease is held).
-func projectLeased(ctx context.Context, js jetstream.JetStream, repo *mongostore.Repository, logger *slog.Logger) error {
+func projectLeased(ctx context.Context, js jetstream.JetStream, repo *mongostore.Repository, logger *slog.Logger, tel *telemetry.Telemetry) error {
 	meta, err := repo.Active(ctx, eventstore.ProjectorConsumer)
 	if err != nil {
 		return err
 	}
 	live := newLiveReadModel(repo.WithCollection(meta.Collection))
-	p, err := readmodel.NewProjector(live, logger, time.Now)
+	p, err := readmodel.NewProjector(tel.ProjectionStore(live), logger, time.Now)
 	if err != nil {
 		return err
 	}
+	p.OnParked(tel.Parked)
 	idx := readmodel.NewIndex()
 	if err := live.repo().Each(ctx, idx.Put); err != nil {
 		return fmt.Errorf("load the projector's index: %w", err)
 	}
 	p.KeepIndex(idx)
 	logger.Info("projector running", "generation", meta.Generation, "collection", meta.Collection, "consumer", meta.Consumer)
-	return projectGenerations(ctx, js, repo, live, p, idx, meta, logger)
+	return projectGenerations(ctx, js, repo, live, p, idx, meta, logger, tel)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/internal/sealer/devseal"
 	"github.com/connreg/registry/internal/sealer/vault"
+	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -53,6 +54,8 @@ type Service struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	closers    []func()
+	tel        *telemetry.Telemetry // nil: off
+	vault      *vault.Sealer        // nil: development sealer
 }
 
 // Sealer is what the service needs of a sealer.
@@ -62,10 +65,22 @@ type Sealer interface {
 	commands.SecretDescriber
 }
 
-// Start builds the service. On error it releases whatever it had started.
-func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, err error) {
+// Start builds the service, with telemetry configured by the OTEL_*
+// variables (observe.go). On error it releases whatever it had started.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	tel, err := telemetry.New(ctx, cfg.Getenv, "connreg-api")
+	if err != nil {
+		return nil, err
+	}
+	return StartWith(ctx, cfg, logger, tel)
+}
+
+// StartWith is Start with the given telemetry (telemetry.Off() for none);
+// Close shuts it down.
+func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *telemetry.Telemetry) (svc *Service, err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Service{logger: logger, cancel: cancel}
+	s := &Service{logger: logger, cancel: cancel, tel: tel}
+	s.closers = append(s.closers, func() { _ = tel.Shutdown(context.Background()) })
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -85,6 +100,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if s.Store, err = eventstore.NewStore(nc, stream, cfg.Timeout); err != nil {
 		return nil, err
 	}
+	s.Store.Observe = storeObserver(tel)
+	store := tel.EventStore(s.Store)
 	if s.ReadModel, err = s.openReadModel(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -95,43 +112,46 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 	if err != nil {
 		return nil, err
 	}
+	sealer = tel.Seal(sealer, sealerKind(cfg))
 	create, err := commands.NewCreateHandler(commands.CreateDeps{
-		Store: s.Store, History: s.Store, Sealer: sealer, NewID: newID, KeyedID: keyedID, Now: now,
+		Store: store, History: s.Store, Sealer: sealer, NewID: newID, KeyedID: keyedID, Now: now,
 	})
 	if err != nil {
 		return nil, err
 	}
-	update, err := commands.NewUpdateHandler(s.Store, s.Store, sealer, newID, now)
+	update, err := commands.NewUpdateHandler(store, s.Store, sealer, newID, now)
 	if err != nil {
 		return nil, err
 	}
-	remove, err := commands.NewDeleteHandler(s.Store, s.Store, newID, now)
+	remove, err := commands.NewDeleteHandler(store, s.Store, newID, now)
 	if err != nil {
 		return nil, err
 	}
-	probe, err := newProber(cfg, logger)
+	tester, err := newProber(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
+	probe := tel.Prober(tester)
 	limiter, err := rateLimiter(cfg)
 	if err != nil {
 		return nil, err
 	}
 	test, err := commands.NewTestHandler(commands.TestDeps{
-		Store: s.Store, History: s.Store, Unsealer: sealer, Prober: probe, Limiter: limiter, NewID: newID, Now: now,
+		Store: store, History: s.Store, Unsealer: sealer, Prober: probe, Limiter: limiter, NewID: newID, Now: now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	discover, err := commands.NewDiscoverHandler(commands.DiscoverDeps{
-		Store: s.Store, History: s.Store, Unsealer: sealer, Discoverer: probe, Limiter: limiter, NewID: newID, Now: now,
+		Store: store, History: s.Store, Unsealer: sealer, Discoverer: tester, Limiter: limiter, NewID: newID, Now: now,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if s.Projector, err = readmodel.NewProjector(s.live, logger, time.Now); err != nil {
+	if s.Projector, err = readmodel.NewProjector(tel.ProjectionStore(s.live), logger, time.Now); err != nil {
 		return nil, err
 	}
+	s.Projector.OnParked(tel.Parked)
 	var projection readmodel.Projection = s.Projector
 	var reader readmodel.Reader = s.live
 	if cfg.Projector {
@@ -155,7 +175,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 		projection = wm
 		s.followGenerations(runCtx, js, wm)
 	}
-	secrets, err := commands.NewSecretsReadHandler(s.Store, s.Store, sealer, newID, now)
+	secrets, err := commands.NewSecretsReadHandler(store, s.Store, sealer, newID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -175,6 +195,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (svc *Service, 
 
 		Discover:     discover,
 		SchemaMaxAge: cfg.SchemaMaxAge,
+
+		Middleware: tel.HTTP("connreg-api"),
+		Ready:      s.readiness(runCtx, js, nc),
+		Metrics:    tel.MetricsHandler(),
 	})
 	if err != nil {
 		return nil, err
@@ -190,7 +214,7 @@ func (s *Service) RunProjector(ctx context.Context, js jetstream.JetStream) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := projectGenerations(ctx, js, s.ReadModel, s.live, s.Projector, s.Index, s.generation, s.logger); err != nil {
+		if err := projectGenerations(ctx, js, s.ReadModel, s.live, s.Projector, s.Index, s.generation, s.logger, s.tel); err != nil {
 			s.logger.Error("projector stopped", "error", err.Error())
 		}
 	}()
@@ -262,6 +286,9 @@ func (s *Service) openSealer(ctx context.Context, cfg Config) (Sealer, error) {
 			return nil, err
 		}
 		s.closers = append(s.closers, func() { _ = v.Close() })
+		s.vault = v
+		s.tel.CounterFunc("connreg_vault_token_renewals_total", "Vault token renewals.", func() float64 { return float64(v.Stats().Renewals) })
+		s.tel.CounterFunc("connreg_vault_logins_total", "Vault logins (AppRole) and token checks.", func() float64 { return float64(v.Stats().Logins) })
 		return v, nil
 	}
 	if err := devseal.Allowed(cfg.Env); err != nil {

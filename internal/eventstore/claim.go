@@ -98,6 +98,7 @@ func (s *Store) claim(ctx context.Context, n commands.NameClaim, aggregateID str
 			if !stale {
 				return 0, domain.ErrNameTaken
 			}
+			s.Observe.takeover()
 		}
 		var expected uint64
 		if last != nil {

@@ -162,7 +162,8 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, name string, maxBa
 				return nil
 			}
 			msgs = append(msgs, m)
-			batch = append(batch, readmodel.Message{Sequence: meta.Sequence.Stream, Subject: m.Subject(), Data: m.Data()})
+			batch = append(batch, readmodel.Message{Sequence: meta.Sequence.Stream, Subject: m.Subject(), Data: m.Data(),
+				Stored: meta.Timestamp, TraceParent: m.Headers().Get(HeaderTraceParent), TraceState: m.Headers().Get(HeaderTraceState)})
 			return nil
 		}
 		select {

@@ -37,6 +37,9 @@ type Store struct {
 	// beforeEvent, when set (by tests), runs between a claim and the event
 	// that uses it: where a writer may stall or die.
 	beforeEvent func()
+	// Observe reports what only the store sees (trace.go); the zero value
+	// reports nothing.
+	Observe Observer
 }
 
 // NewStore returns a store over an existing stream (see EnsureStream).
@@ -69,7 +72,10 @@ func (s *Store) Append(ctx context.Context, a commands.Append) (uint64, error) {
 	}
 	var claimed uint64
 	if a.Claim != nil {
-		if claimed, err = s.claim(ctx, *a.Claim, a.AggregateID); err != nil {
+		cctx, end := s.Observe.span(ctx, "eventstore.claim")
+		claimed, err = s.claim(cctx, *a.Claim, a.AggregateID)
+		end(err)
+		if err != nil {
 			return 0, err
 		}
 	}
@@ -150,6 +156,7 @@ func (s *Store) expectedSequence(ctx context.Context, a commands.Append) (uint64
 func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected, claimed uint64) (uint64, error) {
 	var seq uint64
 	for i, e := range a.Events {
+		s.Observe.stamp(ctx, &e)
 		m, err := EventMessage(e)
 		if err != nil {
 			return 0, err
@@ -259,6 +266,12 @@ func EventMessage(e events.Event) (*nats.Msg, error) {
 	m.Header.Set("ce-time", e.OccurredAt.UTC().Format(time.RFC3339Nano))
 	m.Header.Set(HeaderEventType, e.Type())
 	m.Header.Set(HeaderAggregateVersion, strconv.FormatUint(e.AggregateVersion, 10))
+	if e.TraceParent != "" {
+		m.Header.Set(HeaderTraceParent, e.TraceParent)
+		if e.TraceState != "" {
+			m.Header.Set(HeaderTraceState, e.TraceState)
+		}
+	}
 	return m, nil
 }
 

@@ -54,6 +54,11 @@ type Deps struct {
 	// SchemaMaxAge is how old a recorded schema validate-schema trusts
 	// without discovering again; DefaultSchemaMaxAge when zero.
 	SchemaMaxAge time.Duration
+	// Optional: Middleware runs around every route (telemetry); Ready
+	// answers /readyz and Metrics /metrics.
+	Middleware []gin.HandlerFunc
+	Ready      http.Handler
+	Metrics    http.Handler
 }
 
 // API serves /v1/management/connections.
@@ -85,7 +90,9 @@ func (a *API) Handler() http.Handler {
 	// every answer of the API is JSON, so such a path is simply unknown.
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
-	r.Use(withRequestID, accessLog(a.Logger), recoverer(a.Logger), decodableQuery(a.Logger))
+	r.Use(withRequestID)
+	r.Use(a.Middleware...)
+	r.Use(accessLog(a.Logger), recoverer(a.Logger), decodableQuery(a.Logger))
 	r.NoRoute(func(c *gin.Context) {
 		a.fail(c, &requestError{status: http.StatusNotFound, body: ErrorBody{Code: CodeNotFound, Title: "Not found", Message: "No such route."}})
 	})
@@ -95,6 +102,7 @@ func (a *API) Handler() http.Handler {
 			Message: "This route does not accept " + c.Request.Method + "; Allow lists the methods it does."}})
 	})
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	a.opsRoutes(r)
 	g := r.Group("/v1/management/connections")
 	g.POST("", a.create)
 	g.POST("/test", a.testUnsaved)

@@ -113,8 +113,8 @@ var headerFields = map[string]bool{"X-Product-Name": true}
 func respondError(c *gin.Context, logger *slog.Logger, err error) {
 	status, body := classify(err)
 	if status >= 500 {
-		logger.Error("request failed", "requestId", requestID(c), "method", c.Request.Method,
-			"path", c.FullPath(), "status", status, "error", err.Error())
+		logger.Error("request failed", append([]any{"requestId", requestID(c), "method", c.Request.Method,
+			"path", c.FullPath(), "status", status, "error", err.Error()}, traceIDs(c)...)...)
 	}
 	if body.Fields == nil {
 		body.Fields = map[string]string{}

@@ -38,12 +38,12 @@ func accessLog(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		logger.Info("http request",
+		logger.Info("http request", append([]any{
 			"requestId", requestID(c),
 			"method", c.Request.Method,
 			"route", c.FullPath(),
 			"status", c.Writer.Status(),
-			"durationMs", float64(time.Since(start).Microseconds())/1000)
+			"durationMs", float64(time.Since(start).Microseconds()) / 1000}, traceIDs(c)...)...)
 	}
 }
 

@@ -237,6 +237,7 @@ func (s *Sealer) watch(ctx context.Context, w *api.LifetimeWatcher, loggedIn tim
 			}
 			return "token reached its maximum TTL"
 		case r := <-w.RenewCh():
+			s.renewals.Add(1)
 			if r.Secret != nil && r.Secret.Auth != nil {
 				s.log.Debug("vault token renewed", "ttl_seconds", r.Secret.Auth.LeaseDuration)
 			}

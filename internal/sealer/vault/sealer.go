@@ -55,6 +55,7 @@ type Stats struct {
 	Requests uint64 // transit HTTP requests sent
 	Items    uint64 // seal, unseal and rewrap items carried by them
 	Logins   uint64 // successful logins (AppRole) or token checks
+	Renewals uint64 // token renewals
 }
 
 // Sealer encrypts credentials with a derived transit key whose context is
@@ -71,7 +72,7 @@ type Sealer struct {
 	mu     sync.RWMutex // guards closed against enqueues
 	closed bool
 
-	requests, items, logins atomic.Uint64
+	requests, items, logins, renewals atomic.Uint64
 
 	reauth     chan struct{} // nudges the auth loop after a 403
 	stopAuth   context.CancelFunc
@@ -287,7 +288,7 @@ func CiphertextVersion(sealed domain.SealedSecret) (int, error) {
 
 // Stats returns the traffic counters since New.
 func (s *Sealer) Stats() Stats {
-	return Stats{Requests: s.requests.Load(), Items: s.items.Load(), Logins: s.logins.Load()}
+	return Stats{Requests: s.requests.Load(), Items: s.items.Load(), Logins: s.logins.Load(), Renewals: s.renewals.Load()}
 }
 
 // Close stops accepting calls, lets queued and in-flight calls finish (each
