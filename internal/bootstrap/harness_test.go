@@ -80,7 +80,7 @@ func startService(t *testing.T, dir string, env map[string]string) *harness {
 	if err != nil {
 		t.Fatalf("start: %v\nlogs:\n%s", err, logs.String())
 	}
-	h := &harness{t: t, svc: svc, srv: httptest.NewServer(svc.Handler), logs: logs, dir: dir}
+	h := &harness{t: t, svc: svc, srv: httptest.NewServer(conformance(t, svc.Handler)), logs: logs, dir: dir}
 	t.Cleanup(h.stop)
 	return h
 }
