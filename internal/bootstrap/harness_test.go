@@ -72,11 +72,19 @@ func testConfig(t *testing.T, dir string, env map[string]string) bootstrap.Confi
 
 func startService(t *testing.T, dir string, env map[string]string) *harness {
 	t.Helper()
+	return startServiceWith(t, dir, env, bootstrap.Start)
+}
+
+// startServiceWith is startService with another start function (one that
+// injects telemetry, say).
+func startServiceWith(t *testing.T, dir string, env map[string]string,
+	start func(context.Context, bootstrap.Config, *slog.Logger) (*bootstrap.Service, error)) *harness {
+	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	svc, err := bootstrap.Start(ctx, testConfig(t, dir, env), logger)
+	svc, err := start(ctx, testConfig(t, dir, env), logger)
 	if err != nil {
 		t.Fatalf("start: %v\nlogs:\n%s", err, logs.String())
 	}
