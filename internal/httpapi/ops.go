@@ -54,8 +54,13 @@ func (a *API) opsRoutes(r *gin.Engine) {
 	r.GET("/v1/asyncapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", asyncAPI) })
 	assets, _ := fs.Sub(docsFS, "docs")
 	files := http.StripPrefix("/docs/", http.FileServerFS(assets))
-	r.GET("/docs", func(c *gin.Context) { c.Redirect(http.StatusFound, "/docs/") })
+	page, _ := docsFS.ReadFile("docs/index.html")
+	r.GET("/docs", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", page) })
 	r.GET("/docs/*asset", func(c *gin.Context) {
+		if a := c.Param("asset"); a == "/" || a == "/index.html" {
+			c.Redirect(http.StatusMovedPermanently, "/docs") // one address for the page
+			return
+		}
 		c.Header("Cache-Control", "public, max-age=3600")
 		files.ServeHTTP(c.Writer, c.Request)
 	})
