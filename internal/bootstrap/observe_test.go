@@ -19,6 +19,7 @@ import (
 
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/bootstrap"
+	"github.com/connreg/registry/internal/sealer/vault/vaulttest"
 	"github.com/connreg/registry/internal/telemetry"
 )
 
@@ -356,5 +357,40 @@ func TestStandaloneProjectorServesProbesAndMetrics(t *testing.T) {
 	})
 	if s, body := get("/healthz"); s != http.StatusOK || !strings.Contains(body, "ok") {
 		t.Errorf("projector /healthz = %d %s", s, body)
+	}
+}
+
+func TestReadyzAndMetricsWithVault(t *testing.T) {
+	v := vaulttest.Start(t)
+	h := startService(t, t.TempDir(), map[string]string{"VAULT_ADDR": v.Addr, "VAULT_TOKEN": v.Token, "VAULT_TIMEOUT": "1s"})
+	var body map[string]any
+	eventually(t, "/readyz answers 200 with Vault", func() bool {
+		res := h.do(http.MethodGet, "/readyz", nil, nil)
+		body = res.json(t)
+		return res.status == http.StatusOK
+	})
+	if c, _ := body["checks"].(map[string]any)["sealer"].(map[string]any); c == nil || c["state"] != "up" {
+		t.Fatalf("sealer check = %v", body["checks"])
+	}
+	if res := h.create(validBody("vault-metrics-db")); res.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	metrics := h.scrape()
+	if n, _ := metricSum(metrics, "connreg_sealer_operations_total", map[string]string{"sealer": "vault", "operation": "seal", "outcome": "ok"}); n < 1 {
+		t.Errorf("vault seals counted: %v", n)
+	}
+	for _, name := range []string{"connreg_vault_token_renewals_total", "connreg_vault_logins_total"} {
+		if _, found := metricSum(metrics, name, nil); !found {
+			t.Errorf("%s is not exposed", name)
+		}
+	}
+	v.Stop()
+	eventually(t, "/readyz answers 503 with Vault down (after the cached answer expires)", func() bool {
+		res := h.do(http.MethodGet, "/readyz", nil, nil)
+		body = res.json(t)
+		return res.status == http.StatusServiceUnavailable
+	})
+	if body["fields"].(map[string]any)["sealer"] != "down" {
+		t.Errorf("/readyz with Vault down: %v", body)
 	}
 }
