@@ -54,11 +54,19 @@ func main() {
 	flag.Int64Var(&o.N, "n", 0, "read-model size for the list and replay phases (default 100000, 10000 with -short)")
 	flag.StringVar(&o.Out, "out", "bench-results", "directory for the JSON results")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the create phase at concurrency 64 to this file")
+	telemetryOnly := flag.Bool("telemetry-only", false, "only compare creates/s at concurrency 16 with telemetry off and on (observe.go)")
 	flag.Parse()
 	o = o.withDefaults()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *telemetryOnly {
+		if err := runTelemetry(ctx, o, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if _, err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -162,6 +170,9 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 			return nil, err
 		}
 	}
+
+	// 1b. The cost of telemetry, on fresh stacks of its own (observe.go).
+	telemetryPhase(ctx, o, runID, out, say)
 
 	// 2. Projection lag at half the peak create rate.
 	peak := 0.0

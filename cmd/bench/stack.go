@@ -45,6 +45,14 @@ type stack struct {
 // other service variables) are honoured; MONGO_DATABASE defaults to a
 // bench-only database so an external MongoDB keeps its data.
 func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
+	return startStackWith(ctx, dataDir, runID, bootstrap.Start)
+}
+
+// startFunc starts the service (bootstrap.Start, or StartWith some telemetry).
+type startFunc func(context.Context, bootstrap.Config, *slog.Logger) (*bootstrap.Service, error)
+
+// startStackWith is startStack with another start function.
+func startStackWith(ctx context.Context, dataDir, runID string, start startFunc) (*stack, error) {
 	getenv := func(k string) string {
 		switch k {
 		case "DATA_DIR":
@@ -71,7 +79,7 @@ func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
 	logger := slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if s.svc, err = bootstrap.Start(startCtx, cfg, logger); err != nil {
+	if s.svc, err = start(startCtx, cfg, logger); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -289,19 +289,18 @@ func TestTraceRunsFromRequestThroughNATSToProjection(t *testing.T) {
 	if want := fmt.Sprintf("00-%s-%s-01", incomingTrace, appendSpan.SpanContext.SpanID()); msgs[0].Header.Get("traceparent") != want {
 		t.Errorf("NATS traceparent = %q, want %q", msgs[0].Header.Get("traceparent"), want)
 	}
-	// The batch span links the event's trace, and the store write is its child.
+	// The event's projection span links its batch span, and the store write
+	// is the batch span's child.
 	var batch *tracetest.SpanStub
 	for _, s := range exp.GetSpans() {
-		if s.Name == "readmodel.project batch" {
-			for _, l := range s.Links {
-				if l.SpanContext.SpanID() == appendSpan.SpanContext.SpanID() {
-					batch = &s
-				}
+		for _, l := range project.Links {
+			if s.Name == "readmodel.project batch" && l.SpanContext.SpanID() == s.SpanContext.SpanID() {
+				batch = &s
 			}
 		}
 	}
 	if batch == nil {
-		t.Fatal("no projection batch span links the append")
+		t.Fatal("the projection span links no batch span")
 	}
 	wrote := false
 	for _, s := range exp.GetSpans() {
