@@ -220,6 +220,8 @@ func TestIncomingTraceparentTravelsWithoutExporter(t *testing.T) {
 	if err := json.Unmarshal(msgs[0].Data, &env); err != nil || env.TraceParent != tp {
 		t.Errorf("envelope traceparent = %q (%v), want the header's %q", env.TraceParent, err, tp)
 	}
+	// A traced event still meets the AsyncAPI document (envelope and headers).
+	loadContract(t).check(t, msgs[0].Subject, msgs[0].Header, msgs[0].Data)
 	line := accessLine(t, h.logs.String(), "trace-req-1")
 	if line["trace_id"] != incomingTrace || line["span_id"] == nil {
 		t.Errorf("access log line without the trace: %v", line)
