@@ -7,12 +7,12 @@ import (
 )
 
 // TestTelemetryCostComparesBothModes runs the telemetry comparison with tiny
-// phases: both modes create, and with telemetry on the no-op collector
+// phases: every mode creates, and with telemetry on the no-op collector
 // receives exported spans (so "on" measures real export work). It asserts
 // that the phase works, never a speed.
-func TestTelemetryCostComparesBothModes(t *testing.T) {
+func TestTelemetryCostComparesEveryMode(t *testing.T) {
 	if testing.Short() {
-		t.Skip("boots the whole service four times")
+		t.Skip("boots the whole service six times")
 	}
 	for _, k := range []string{"NATS_URL", "MONGO_URI", "VAULT_ADDR"} {
 		t.Setenv(k, "")
@@ -23,12 +23,15 @@ func TestTelemetryCostComparesBothModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Off) != 2 || len(r.On) != 2 {
-		t.Fatalf("rounds: %d off, %d on", len(r.Off), len(r.On))
-	}
-	for _, c := range append(r.Off, r.On...) {
-		if c.Created == 0 || c.Errors != 0 {
-			t.Errorf("phase created %d with %d errors: %v", c.Created, c.Errors, c.ErrorSamples)
+	for _, mode := range telemetryModes {
+		m := r.Modes[mode]
+		if m == nil || len(m.Rounds) != 2 {
+			t.Fatalf("mode %s: %+v", mode, m)
+		}
+		for _, c := range m.Rounds {
+			if c.Created == 0 || c.Errors != 0 {
+				t.Errorf("mode %s: a phase created %d with %d errors: %v", mode, c.Created, c.Errors, c.ErrorSamples)
+			}
 		}
 	}
 	if r.ExportRequests == 0 || r.ExportBytes == 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,6 +168,8 @@ func TestConcurrentClaimsOfOneNameLetOneWin(t *testing.T) {
 func TestCrashBetweenClaimAndEvent(t *testing.T) {
 	f := newFixture(t)
 	f.store.ClaimGrace = 300 * time.Millisecond
+	var takeovers atomic.Int32
+	f.store.Observe.Takeover = func() { takeovers.Add(1) }
 	crashed := uuid.NewString()
 	name := commands.NameClaim{Organization: "default", ConfigName: "fragile-db"}
 	if _, err := f.store.claim(t.Context(), name, crashed); err != nil {
@@ -181,6 +184,9 @@ func TestCrashBetweenClaimAndEvent(t *testing.T) {
 	time.Sleep(f.store.ClaimGrace)
 	if _, err := f.store.Append(t.Context(), createAppend(other, "FRAGILE-db")); err != nil {
 		t.Fatalf("the name stayed blocked after the crash: %v", err)
+	}
+	if n := takeovers.Load(); n != 1 {
+		t.Errorf("lease takeovers reported: %d, want 1", n)
 	}
 	if _, _, err := f.store.Load(t.Context(), crashed); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("the crashed connection exists: %v", err)
