@@ -28,6 +28,8 @@ import (
 //	         W3C trace context carried into the events, nothing recorded
 //	on       metrics, and every request traced and exported over OTLP/HTTP to
 //	         a no-op collector on loopback (the worst case: 100% sampling)
+//	sampled  the same with one request in ten traced
+//	         (OTEL_TRACES_SAMPLER=parentbased_traceidratio, ARG 0.1)
 type TelemetryResult struct {
 	Concurrency int                    `json:"concurrency"`
 	Rounds      int                    `json:"rounds"`
@@ -55,7 +57,10 @@ type ModeResult struct {
 }
 
 // telemetryModes are the compared modes, in the order each round runs them.
-var telemetryModes = []string{"off", "default", "on"}
+var telemetryModes = []string{"off", "default", "on", "sampled"}
+
+// exporting reports whether a mode exports spans.
+func exporting(mode string) bool { return mode == "on" || mode == "sampled" }
 
 // nopCollector accepts OTLP/HTTP trace exports and discards them.
 type nopCollector struct {
@@ -94,6 +99,7 @@ func telemetryCost(ctx context.Context, conc, rounds int, d time.Duration, runID
 	// The OTLP exporter reads the standard variables from the process
 	// environment, as in production.
 	exporterEnv := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": col.url, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+	samplerEnv := map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 	for _, m := range telemetryModes {
 		res.Modes[m] = &ModeResult{}
 	}
@@ -104,7 +110,7 @@ func telemetryCost(ctx context.Context, conc, rounds int, d time.Duration, runID
 					return bootstrap.StartWith(ctx, cfg, logger, telemetry.Off())
 				}
 				tel, err := telemetry.New(ctx, func(k string) string {
-					if v, ok := exporterEnv[k]; ok && mode == "on" {
+					if v, ok := exporterEnv[k]; ok && exporting(mode) {
 						return v
 					}
 					return os.Getenv(k)
@@ -112,19 +118,26 @@ func telemetryCost(ctx context.Context, conc, rounds int, d time.Duration, runID
 				if err != nil {
 					return nil, err
 				}
-				if tel.Exporting != (mode == "on") {
+				if tel.Exporting != exporting(mode) {
 					return nil, fmt.Errorf("telemetry %s: exporting=%t", mode, tel.Exporting)
 				}
 				return bootstrap.StartWith(ctx, cfg, logger, tel)
 			}
-			if mode == "on" {
+			if exporting(mode) {
 				for k, v := range exporterEnv {
 					os.Setenv(k, v)
 				}
 			}
+			if mode == "sampled" {
+				for k, v := range samplerEnv {
+					os.Setenv(k, v)
+				}
+			}
 			r, cpu, err := createsOnFreshStack(ctx, conc, d, fmt.Sprintf("%s-tel%s%d", runID, mode, round), start)
-			for k := range exporterEnv {
-				os.Unsetenv(k)
+			for _, env := range []map[string]string{exporterEnv, samplerEnv} {
+				for k := range env {
+					os.Unsetenv(k)
+				}
 			}
 			if err != nil {
 				return res, fmt.Errorf("telemetry %s: %w", mode, err)
@@ -233,7 +246,7 @@ func runTelemetry(ctx context.Context, o benchOptions, out, progress io.Writer) 
 	say := func(format string, args ...any) {
 		fmt.Fprintf(progress, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 	}
-	say("telemetry cost: creates at concurrency %d, telemetry off, default and on, %s each, %d rounds", telemetryConcurrency, o.Duration, telemetryRounds)
+	say("telemetry cost: creates at concurrency %d, telemetry off, default, on and sampled, %s each, %d rounds", telemetryConcurrency, o.Duration, telemetryRounds)
 	r, err := telemetryCost(ctx, telemetryConcurrency, telemetryRounds, o.Duration, runID, say)
 	if err != nil {
 		return err
@@ -250,7 +263,7 @@ const (
 // telemetryPhase is the comparison as one phase of the full run; a failure
 // is reported and does not stop the run.
 func telemetryPhase(ctx context.Context, o benchOptions, runID string, out io.Writer, say func(string, ...any)) {
-	say("telemetry cost: creates at concurrency %d, telemetry off, default and on, %s each, %d rounds", telemetryConcurrency, o.Duration, telemetryRounds)
+	say("telemetry cost: creates at concurrency %d, telemetry off, default, on and sampled, %s each, %d rounds", telemetryConcurrency, o.Duration, telemetryRounds)
 	r, err := telemetryCost(ctx, telemetryConcurrency, telemetryRounds, o.Duration, runID, say)
 	if err == nil {
 		err = printTelemetry(out, o.Out, runID, r)

@@ -12,7 +12,7 @@ import (
 // that the phase works, never a speed.
 func TestTelemetryCostComparesEveryMode(t *testing.T) {
 	if testing.Short() {
-		t.Skip("boots the whole service six times")
+		t.Skip("boots the whole service eight times")
 	}
 	for _, k := range []string{"NATS_URL", "MONGO_URI", "VAULT_ADDR"} {
 		t.Setenv(k, "")

@@ -142,7 +142,11 @@ func storeObserver(tel *telemetry.Telemetry) eventstore.Observer {
 	if tel == nil {
 		return eventstore.Observer{}
 	}
-	return eventstore.Observer{Propagator: tel.Propagator, Tracer: tel.Tracer(), Takeover: tel.Takeover}
+	o := eventstore.Observer{Propagator: tel.Propagator, Takeover: tel.Takeover}
+	if tel.Exporting {
+		o.Tracer = tel.Tracer()
+	}
+	return o
 }
 
 // sealerKind is the sealer label of the metrics.

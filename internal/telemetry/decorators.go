@@ -17,6 +17,9 @@ import (
 
 // end finishes a span, recording err.
 func end(sp trace.Span, err error) {
+	if sp == nil {
+		return
+	}
 	if err != nil {
 		sp.RecordError(err)
 		sp.SetStatus(codes.Error, err.Error())
@@ -56,8 +59,11 @@ type eventStore struct {
 }
 
 func (s eventStore) Append(ctx context.Context, a commands.Append) (uint64, error) {
-	ctx, sp := s.t.Tracer().Start(ctx, "eventstore.append", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.Int("connreg.events", len(a.Events))))
+	var sp trace.Span // nil: not started; without an exporter no span is, so the default costs metrics only
+	if s.t.Exporting {
+		ctx, sp = s.t.Tracer().Start(ctx, "eventstore.append", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("messaging.system", "nats"), attribute.Int("connreg.events", len(a.Events))))
+	}
 	start := time.Now()
 	seq, err := s.inner.Append(ctx, a)
 	s.t.m.appendDuration.Observe(time.Since(start).Seconds())
@@ -66,7 +72,7 @@ func (s eventStore) Append(ctx context.Context, a commands.Append) (uint64, erro
 	if o == "name_taken" {
 		s.t.m.nameConflicts.Inc()
 	}
-	if err == nil {
+	if err == nil && sp != nil {
 		sp.SetAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(seq)))
 	}
 	end(sp, err)
@@ -96,7 +102,10 @@ type sealer struct {
 }
 
 func (s sealer) observe(ctx context.Context, op string) (context.Context, func(error)) {
-	ctx, sp := s.t.Tracer().Start(ctx, "sealer."+op, trace.WithAttributes(attribute.String("connreg.sealer", s.kind)))
+	var sp trace.Span // nil: not started
+	if s.t.Exporting {
+		ctx, sp = s.t.Tracer().Start(ctx, "sealer."+op, trace.WithAttributes(attribute.String("connreg.sealer", s.kind)))
+	}
 	start := time.Now()
 	return ctx, func(err error) {
 		s.t.m.sealerDuration.WithLabelValues(s.kind, op).Observe(time.Since(start).Seconds())
@@ -140,8 +149,11 @@ type prober struct {
 }
 
 func (p prober) Probe(ctx context.Context, target commands.ProbeTarget) (commands.ProbeResult, error) {
-	ctx, sp := p.t.Tracer().Start(ctx, "connection.test", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("db.system", target.Engine)))
+	var sp trace.Span // nil: not started
+	if p.t.Exporting {
+		ctx, sp = p.t.Tracer().Start(ctx, "connection.test", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("db.system", target.Engine)))
+	}
 	start := time.Now()
 	res, err := p.inner.Probe(ctx, target)
 	p.t.m.testDuration.WithLabelValues(target.Engine).Observe(time.Since(start).Seconds())
@@ -155,7 +167,9 @@ func (p prober) Probe(ctx context.Context, target commands.ProbeTarget) (command
 		status = "error"
 	}
 	p.t.m.tests.WithLabelValues(target.Engine, status, reason).Inc()
-	sp.SetAttributes(attribute.String("connreg.test.status", status), attribute.String("connreg.test.reason", reason))
+	if sp != nil {
+		sp.SetAttributes(attribute.String("connreg.test.status", status), attribute.String("connreg.test.reason", reason))
+	}
 	end(sp, err)
 	return res, err
 }
@@ -175,6 +189,12 @@ func (t *Telemetry) Projection(inner BatchHandler) BatchHandler {
 	}
 	tracer := t.Tracer()
 	return func(ctx context.Context, batch []readmodel.Message) error {
+		if !t.Exporting {
+			start := time.Now()
+			err := inner(ctx, batch)
+			t.batchDone(batch, start, err)
+			return err
+		}
 		parents := make([]context.Context, 0, len(batch))
 		for _, m := range batch {
 			if m.TraceParent == "" {
@@ -195,24 +215,29 @@ func (t *Telemetry) Projection(inner BatchHandler) BatchHandler {
 		}
 		start := time.Now()
 		err := inner(ctx, batch)
-		t.m.batchDuration.Observe(time.Since(start).Seconds())
-		if err != nil {
-			t.m.batches.WithLabelValues("failed").Inc()
-		} else {
-			t.m.batches.WithLabelValues("written").Inc()
-			t.m.projected.Add(float64(len(batch)))
-			now := time.Now()
-			for _, m := range batch {
-				if !m.Stored.IsZero() {
-					t.m.projectionDelay.Observe(now.Sub(m.Stored).Seconds())
-				}
-			}
-		}
+		t.batchDone(batch, start, err)
 		for _, c := range children {
 			end(c, err)
 		}
 		end(sp, err)
 		return err
+	}
+}
+
+// batchDone records a batch's metrics.
+func (t *Telemetry) batchDone(batch []readmodel.Message, start time.Time, err error) {
+	t.m.batchDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		t.m.batches.WithLabelValues("failed").Inc()
+		return
+	}
+	t.m.batches.WithLabelValues("written").Inc()
+	t.m.projected.Add(float64(len(batch)))
+	now := time.Now()
+	for _, m := range batch {
+		if !m.Stored.IsZero() {
+			t.m.projectionDelay.Observe(now.Sub(m.Stored).Seconds())
+		}
 	}
 }
 
@@ -231,8 +256,11 @@ type projectionStore struct {
 }
 
 func (s projectionStore) Write(ctx context.Context, writes []readmodel.Write) error {
-	ctx, sp := s.t.Tracer().Start(ctx, "readmodel.write", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("db.system", "mongodb"), attribute.Int("connreg.documents", len(writes))))
+	var sp trace.Span // nil: not started
+	if s.t.Exporting {
+		ctx, sp = s.t.Tracer().Start(ctx, "readmodel.write", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("db.system", "mongodb"), attribute.Int("connreg.documents", len(writes))))
+	}
 	start := time.Now()
 	err := s.Store.Write(ctx, writes)
 	o := "ok"

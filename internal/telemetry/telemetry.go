@@ -42,7 +42,9 @@ type Telemetry struct {
 	// Propagator reads and writes the W3C trace context (traceparent,
 	// tracestate) in HTTP and NATS headers.
 	Propagator propagation.TextMapPropagator
-	// Exporting is true when spans are exported (OTEL_* configured).
+	// Exporting is true when spans are recorded and exported (OTEL_*
+	// configured, or a test's tracer provider). Without it no span is
+	// started at all; only an incoming trace context is carried along.
 	Exporting bool
 
 	m        *metrics
