@@ -263,8 +263,12 @@ const (
 // telemetryPhase is the comparison as one phase of the full run; a failure
 // is reported and does not stop the run.
 func telemetryPhase(ctx context.Context, o benchOptions, runID string, out io.Writer, say func(string, ...any)) {
-	say("telemetry cost: creates at concurrency %d, telemetry off, default, on and sampled, %s each, %d rounds", telemetryConcurrency, o.Duration, telemetryRounds)
-	r, err := telemetryCost(ctx, telemetryConcurrency, telemetryRounds, o.Duration, runID, say)
+	rounds := telemetryRounds
+	if o.Short {
+		rounds = 1
+	}
+	say("telemetry cost: creates at concurrency %d, telemetry off, default, on and sampled, %s each, %d rounds", telemetryConcurrency, o.Duration, rounds)
+	r, err := telemetryCost(ctx, telemetryConcurrency, rounds, o.Duration, runID, say)
 	if err == nil {
 		err = printTelemetry(out, o.Out, runID, r)
 	}
