@@ -234,7 +234,7 @@ func printTelemetry(out io.Writer, dir, runID string, r TelemetryResult) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, runID+".telemetry.json")
+	path := filepath.Join(dir, "telemetry-"+runID+".json") // not "2*.json": those are the full reports
 	fmt.Fprintf(out, "telemetry results: %s\n", path)
 	return os.WriteFile(path, b, 0o644)
 }
