@@ -29,7 +29,8 @@ import (
 )
 
 const description = `Builds the read model from the event stream, on its own, against NATS_URL and MONGO_URI
-(+ MONGO_DATABASE); run it when the API runs with PROJECTOR=off. Configuration comes from the
+(+ MONGO_DATABASE); run it when the API runs with PROJECTOR=off. It serves /healthz, /readyz and
+/metrics on METRICS_ADDR (default 127.0.0.1:9090; off: none). Configuration comes from the
 environment: see the README's configuration table.
 
 commands:
