@@ -201,7 +201,8 @@ func (t *Telemetry) Projection(inner BatchHandler) BatchHandler {
 				continue
 			}
 			pctx := t.Propagator.Extract(context.Background(), propagation.MapCarrier{"traceparent": m.TraceParent, "tracestate": m.TraceState})
-			if trace.SpanContextFromContext(pctx).IsValid() {
+			// An unsampled parent would only yield a non-recording span.
+			if sc := trace.SpanContextFromContext(pctx); sc.IsValid() && sc.IsSampled() {
 				parents = append(parents, pctx)
 			}
 		}
