@@ -133,9 +133,6 @@ func TestLeaseOneActiveStandbyTakesOver(t *testing.T) {
 	ncA.Close()
 	eventually(t, "a stops after it cannot renew", 5*time.Second, func() bool { return !act.is("a") })
 	eventually(t, "b takes over", 10*time.Second, func() bool { return act.is("b") })
-	if err := <-doneA; err != nil {
-		t.Fatalf("a: %v", err)
-	}
 
 	// A clean stop of b hands over to c without waiting for the TTL.
 	doneC := run("c", jsC, ctx)
@@ -149,7 +146,11 @@ func TestLeaseOneActiveStandbyTakesOver(t *testing.T) {
 		t.Logf("c took over %s after b's clean stop (TTL %s)", waited, ttl)
 	}
 	cancel()
-	<-doneC
+	for name, done := range map[string]chan error{"a": doneA, "c": doneC} {
+		if err := <-done; err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
 	act.mu.Lock()
 	defer act.mu.Unlock()
 	if act.overlp {

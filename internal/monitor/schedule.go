@@ -279,4 +279,3 @@ func (h *entryHeap) Pop() any {
 	e.index = -1
 	return e
 }
-
