@@ -38,6 +38,12 @@ type Config struct {
 	Timeout        time.Duration
 	SchemaMaxAge   time.Duration // SCHEMA_MAX_AGE, default 1h: how old a schema validate-schema trusts
 	LogLevel       slog.Level
+	// MonitorInterval (MONITOR_INTERVAL) is how often the connection
+	// monitor tests each connection; 0 when off. Production: 15m unless set;
+	// development: off unless set, because development machines hold
+	// connections to made-up hosts that must never be dialled on their own.
+	MonitorInterval    time.Duration
+	MonitorConcurrency int // MONITOR_CONCURRENCY, default 4
 	// Getenv is how the Vault sealer reads its own variables.
 	Getenv func(string) string
 }
@@ -143,10 +149,38 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("LOG_LEVEL=%q: must be debug, info, warn or error", v)
 		}
 	}
+	if err := c.readMonitor(getenv); err != nil {
+		return c, err
+	}
 	if c.Production() {
 		if c.NATSURL == "" || c.MongoURI == "" {
 			return c, fmt.Errorf("NATS_URL and MONGO_URI: required when ENV=production (embedded servers are for development)")
 		}
 	}
 	return c, nil
+}
+
+func (c *Config) readMonitor(getenv func(string) string) error {
+	c.MonitorConcurrency = 4
+	if v := getenv("MONITOR_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("MONITOR_CONCURRENCY=%q: must be a positive integer", v)
+		}
+		c.MonitorConcurrency = n
+	}
+	switch v := strings.ToLower(strings.TrimSpace(getenv("MONITOR_INTERVAL"))); v {
+	case "":
+		if c.Production() {
+			c.MonitorInterval = 15 * time.Minute
+		}
+	case "off":
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("MONITOR_INTERVAL=%q: must be off or a duration of at least 1s such as 15m", v)
+		}
+		c.MonitorInterval = d
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,6 +33,9 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"NATS_CREDS": "/nonexistent/user.creds"}, "NATS_CREDS"},
 		{map[string]string{"NATS_CA": "/nonexistent/ca.pem"}, "NATS_CA"},
 		{map[string]string{"NATS_CERT": "/etc/hostname"}, "NATS_KEY"},
+		{map[string]string{"MONITOR_INTERVAL": "often"}, "MONITOR_INTERVAL"},
+		{map[string]string{"MONITOR_INTERVAL": "10ms"}, "MONITOR_INTERVAL"},
+		{map[string]string{"MONITOR_CONCURRENCY": "0"}, "MONITOR_CONCURRENCY"},
 	} {
 		_, err := bootstrap.ConfigFromEnv(func(k string) string { return tt.env[k] })
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -42,6 +46,26 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 	if err != nil || cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || !cfg.Projector || cfg.Env != "development" ||
 		cfg.StreamReplicas != 1 || cfg.StreamUpdate {
 		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+}
+
+// TestMonitorIsOffInDevelopmentUnlessSet: development machines hold made-up
+// hosts, so the monitor dials nothing there unless asked; production
+// monitors every 15 minutes unless told otherwise.
+func TestMonitorIsOffInDevelopmentUnlessSet(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want time.Duration
+	}{
+		{map[string]string{}, 0},
+		{map[string]string{"MONITOR_INTERVAL": "2m"}, 2 * time.Minute},
+		{map[string]string{"ENV": "production", "NATS_URL": "nats://n", "MONGO_URI": "mongodb://m"}, 15 * time.Minute},
+		{map[string]string{"ENV": "production", "NATS_URL": "nats://n", "MONGO_URI": "mongodb://m", "MONITOR_INTERVAL": "off"}, 0},
+	} {
+		cfg, err := bootstrap.ConfigFromEnv(func(k string) string { return tt.env[k] })
+		if err != nil || cfg.MonitorInterval != tt.want || cfg.MonitorConcurrency != 4 {
+			t.Errorf("%v: interval %s, concurrency %d, %v; want %s, 4", tt.env, cfg.MonitorInterval, cfg.MonitorConcurrency, err, tt.want)
+		}
 	}
 }
 

@@ -148,6 +148,11 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MonitorInterval > 0 {
+		if err := s.runMonitor(runCtx, cfg, js, test); err != nil {
+			return nil, err
+		}
+	}
 	if s.Projector, err = readmodel.NewProjector(tel.ProjectionStore(s.live), logger, time.Now); err != nil {
 		return nil, err
 	}

@@ -44,6 +44,7 @@
 // the rate limiter of the tester has the last word (a refused test is
 // rescheduled after its Retry-After). At start the monitor lists every
 // connection id of the event store and spreads their tests over one
-// interval. Only one monitor may be active among several processes: see
-// Lease.
+// interval. Only one monitor may be active among several processes: the
+// composition (internal/bootstrap) runs it under the service's NATS KV lease
+// (eventstore.Lease, key "connection-monitor").
 package monitor

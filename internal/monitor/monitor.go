@@ -72,8 +72,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Monitor is the connection monitor. Run it in one process at a time (see
-// Lease): two monitors would test every connection twice.
+// Monitor is the connection monitor. Run it in one process at a time (under
+// a lease): two monitors would test every connection twice.
 type Monitor struct {
 	js     jetstream.JetStream
 	tester Tester
