@@ -139,11 +139,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 	case err := <-runErr:
 		return err
 	}
-	ids, err := m.ids.AggregateIDs(ctx)
+	ids, err := m.listIDs(ctx)
 	if err != nil {
 		_ = router.Close()
 		<-runErr
-		return fmt.Errorf("monitor: list the connections: %w", err)
+		_ = subscriber.Close()
+		return nil // ctx ended
 	}
 	for _, id := range ids {
 		m.sched.load(id)
@@ -153,6 +154,25 @@ func (m *Monitor) Run(ctx context.Context) error {
 	err = <-runErr
 	_ = subscriber.Close()
 	return err
+}
+
+// listIDs lists the connection ids, retrying while the event store is
+// unreachable: the monitor waits for it rather than stopping for good.
+func (m *Monitor) listIDs(ctx context.Context) ([]string, error) {
+	pause := time.Second
+	for {
+		ids, err := m.ids.AggregateIDs(ctx)
+		if err == nil || ctx.Err() != nil {
+			return ids, err
+		}
+		m.logger.Warn("monitor: cannot list the connections; retrying", "error", err.Error(), "in", pause.String())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 30*time.Second)
+	}
 }
 
 // targetFields are the changed fields after which a connection is tested
