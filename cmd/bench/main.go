@@ -55,7 +55,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "bench-results", "directory for the JSON results")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the create phase at concurrency 64 to this file")
 	telemetryOnly := flag.Bool("telemetry-only", false, "only compare creates/s at concurrency 16 with telemetry off and on (observe.go)")
-	monitorOnly := flag.Bool("monitor", false, "measure only the connection monitor's cost (monitor.go)")
+	monitorOnly := flag.Bool("monitor", false, "measure only the connection monitor's cost (monitor.go; -cpuprofile profiles its window)")
 	flag.Parse()
 	o = o.withDefaults()
 
@@ -69,7 +69,7 @@ func main() {
 		return
 	}
 	if *monitorOnly {
-		if _, err := runMonitorBench(ctx, o.Short, os.Stdout, os.Stderr); err != nil {
+		if _, err := runMonitorBench(ctx, o.Short, o.CPUProfile, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

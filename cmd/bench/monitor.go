@@ -50,7 +50,7 @@ type MonitorBench struct {
 // minutes, so 10,000 connections cost 10,000 × that per 15 minutes. Last, it
 // measures creates/s again with the monitor running (at the compressed
 // interval: a load far above production's).
-func runMonitorBench(ctx context.Context, short bool, out, progress io.Writer) (MonitorBench, error) {
+func runMonitorBench(ctx context.Context, short bool, cpuProfile string, out, progress io.Writer) (MonitorBench, error) {
 	n, window, createFor, conc := 10_000, 20*time.Second, 10*time.Second, 16
 	if short {
 		n, window, createFor = 300, 2*time.Second, 2*time.Second
@@ -131,9 +131,20 @@ func runMonitorBench(ctx context.Context, short bool, out, progress io.Writer) (
 	// the ids); the window starts after it.
 	time.Sleep(time.Second)
 	say("monitor: measuring %s with the monitor testing every connection every %s", window, window)
+	var stopProfile func() error
+	if cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(cpuProfile); err != nil {
+			return res, err
+		}
+	}
 	start, cpu0, t0 := time.Now(), cpuTime(), tests.Load()
 	time.Sleep(window)
 	elapsed, cpu, done := time.Since(start), cpuTime()-cpu0, tests.Load()-t0
+	if stopProfile != nil {
+		if err := stopProfile(); err != nil {
+			return res, err
+		}
+	}
 	res.Tests = done
 	res.TestsPerSecond = float64(done) / elapsed.Seconds()
 	if done > 0 {

@@ -11,7 +11,7 @@ import (
 // measure tests and both create rates.
 func TestMonitorBenchShort(t *testing.T) {
 	var out strings.Builder
-	res, err := runMonitorBench(context.Background(), true, &out, io.Discard)
+	res, err := runMonitorBench(context.Background(), true, "", &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
