@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/bootstrap"
+	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 )
 
@@ -67,8 +69,16 @@ func runMonitorBench(ctx context.Context, short bool, cpuProfile string, out, pr
 	if err != nil {
 		return MonitorBench{}, err
 	}
+	// A NATS server with a listener, shared by the service and the
+	// monitor's own process-like runner (the service's embedded one is
+	// in-process only).
+	ns, err := devstack.StartNATS(filepath.Join(dir, "nats"), 0)
+	if err != nil {
+		return MonitorBench{}, err
+	}
+	defer ns.Shutdown()
 	env := map[string]string{"DATA_DIR": dir, "TEST_RATE_LIMIT": "1000000", "TEST_TIMEOUT": "2s", "LOG_LEVEL": "error",
-		"TEST_MAX_CONCURRENT": "64"}
+		"TEST_MAX_CONCURRENT": "64", "NATS_URL": ns.URL()}
 	getenv := func(k string) string { return env[k] }
 	cfg, err := bootstrap.ConfigFromEnv(getenv)
 	if err != nil {
@@ -99,7 +109,7 @@ func runMonitorBench(ctx context.Context, short bool, cpuProfile string, out, pr
 	time.Sleep(window)
 	res.IdleCPUPerSecond = (cpuTime() - idleStart).Seconds() / window.Seconds()
 
-	nc, err := nats.Connect(svc.NATSURL)
+	nc, err := svc.ConnectNATS(nats.Name("connreg-bench-monitor"))
 	if err != nil {
 		return res, err
 	}
@@ -116,7 +126,7 @@ func runMonitorBench(ctx context.Context, short bool, cpuProfile string, out, pr
 	defer sub.Unsubscribe()
 
 	mcfg := cfg
-	mcfg.NATSURL, mcfg.MonitorInterval, mcfg.MonitorConcurrency = svc.NATSURL, window, 4
+	mcfg.MonitorInterval, mcfg.MonitorConcurrency = window, 4
 	mctx, stopMonitor := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/bootstrap"
 	"github.com/connreg/registry/internal/dbprobe/dbtest"
+	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/monitor"
 )
 
@@ -289,7 +292,7 @@ func TestMonitorBurstAndPoison(t *testing.T) {
 	t.Logf("%d target changes in %s: %d monitor tests (the rate limit allows %d)", burst, elapsed.Round(time.Millisecond), len(tests), allowed)
 
 	// Poison: garbage on a connection's subject.
-	nc, err := nats.Connect(h.svc.NATSURL)
+	nc, err := h.svc.ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,5 +332,107 @@ func TestMonitorBurstAndPoison(t *testing.T) {
 	})
 	if hl := h.health(next); hl["status"] != "failing" && hl["status"] != "unknown" {
 		t.Fatalf("health of a closed port: %v", hl)
+	}
+}
+
+// TestMonitorOneActiveAmongProcesses: an API with the monitor on and a
+// cmd/monitor process share NATS; the API holds the monitor's lease and the
+// other stands by; when the API stops, the standby takes the lease and goes
+// on testing.
+func TestMonitorOneActiveAmongProcesses(t *testing.T) {
+	n := externalNATS(t)
+	m := externalMongo(t)
+	env := map[string]string{"NATS_URL": n.URL(), "MONGO_URI": m.URI(), "MONITOR_INTERVAL": "1s", "TEST_RATE_LIMIT": "600",
+		"TEST_TIMEOUT": "2s", "PROJECTOR_LEASE_TTL": "2s"}
+	dir := t.TempDir()
+	h := startService(t, dir, env)
+	closed, err := dbtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := validBody("watched")
+	body["host"], body["port"] = "127.0.0.1", closed
+	res := h.create(body)
+	if res.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	id := res.json(t)["id"].(string)
+
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	holder := func() string {
+		kv, err := js.KeyValue(ctx, eventstore.LeaseBucket)
+		if err != nil {
+			return ""
+		}
+		e, err := kv.Get(ctx, bootstrap.MonitorLeaseKey)
+		if err != nil {
+			return ""
+		}
+		return string(e.Value())
+	}
+	eventually(t, "the API holds the monitor lease", func() bool { return strings.HasPrefix(holder(), "api@") })
+
+	// The standby: cmd/monitor's process, on the same NATS and DATA_DIR (the
+	// development sealer's key).
+	standbyCtx, stopStandby := context.WithCancel(ctx)
+	standbyDone := make(chan error, 1)
+	go func() {
+		standbyDone <- bootstrap.RunMonitor(standbyCtx, testConfig(t, dir, env), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	defer func() { stopStandby(); <-standbyDone }()
+	tests, _ := h.monitorTests(id)
+	eventually(t, "the API's monitor keeps testing", func() bool {
+		now, _ := h.monitorTests(id)
+		return len(now) >= len(tests)+3
+	})
+	if got := holder(); !strings.HasPrefix(got, "api@") {
+		t.Fatalf("lease holder while the API runs: %q", got)
+	}
+
+	h.stop()
+	eventually(t, "the standby takes the lease", func() bool { return strings.HasPrefix(holder(), "monitor@") })
+	count := func() int {
+		n := 0
+		for _, m := range streamOf(t, js, events.EventSubject(id)) {
+			if ev, err := events.Decode(m.Data); err == nil {
+				if p, ok := ev.Payload.(*events.ConnectionTestedV1); ok && p.Origin == events.TestOriginMonitor {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	before := count()
+	eventually(t, "the standby tests", func() bool { return count() >= before+2 })
+}
+
+// streamOf reads the messages of one subject of the event stream.
+func streamOf(t *testing.T, js jetstream.JetStream, subject string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	var seq uint64
+	for {
+		m, err := s.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return out
+		}
+		out = append(out, m)
+		seq = m.Sequence
 	}
 }
