@@ -55,7 +55,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "bench-results", "directory for the JSON results")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the create phase at concurrency 64 to this file")
 	telemetryOnly := flag.Bool("telemetry-only", false, "only compare creates/s at concurrency 16 with telemetry off and on (observe.go)")
-	monitorOnly := flag.Bool("monitor", false, "measure only the connection monitor's cost (monitor.go; -cpuprofile profiles its window)")
+	monitorOnly := flag.Bool("monitor", false, "measure only the connection monitor's cost (monitor.go; -cpuprofile profiles its window, and FILE.creates the creates beside it)")
 	flag.Parse()
 	o = o.withDefaults()
 

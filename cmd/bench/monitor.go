@@ -164,7 +164,16 @@ func runMonitorBench(ctx context.Context, short bool, cpuProfile string, out, pr
 		res.CoresAt10k = round(res.CPUPer15MinAt10k / (15 * 60))
 	}
 	say("monitor: creates at concurrency %d for %s with the monitor running", conc, createFor)
-	if res.CreatesPerSecOn, err = createLoopback(ctx, base, closed, conc, &next, 0, createFor); err != nil {
+	if cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(cpuProfile + ".creates"); err != nil {
+			return res, err
+		}
+	}
+	res.CreatesPerSecOn, err = createLoopback(ctx, base, closed, conc, &next, 0, createFor)
+	if stopProfile != nil {
+		_ = stopProfile()
+	}
+	if err != nil {
 		return res, err
 	}
 	fmt.Fprintf(out, "\nconnection monitor (%d connections to a closed loopback port)\n", n)
