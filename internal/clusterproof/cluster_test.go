@@ -462,8 +462,11 @@ func TestClusterPath(t *testing.T) {
 		t.Fatalf("stream %s: %d replicas, leader %q; want 3 replicas and a leader", events.StreamName, replicas, leader)
 	}
 	projectors := []*proc{
-		start(t, "projector0", projectorBin, nil, append(slices.Clone(common), "DATA_DIR="+t.TempDir())),
-		start(t, "projector1", projectorBin, nil, append(slices.Clone(common), "DATA_DIR="+t.TempDir())),
+		// Each projector serves its probes and metrics on a port of its own.
+		start(t, "projector0", projectorBin, nil, append(slices.Clone(common), "DATA_DIR="+t.TempDir(),
+			fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", freePort(t)))),
+		start(t, "projector1", projectorBin, nil, append(slices.Clone(common), "DATA_DIR="+t.TempDir(),
+			fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", freePort(t)))),
 	}
 	// The lease's value names its holder; each projector logs its owner name.
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1))

@@ -190,7 +190,9 @@ func (s *stack) startProjector() {
 }
 
 func (s *stack) env() []string {
-	env := []string{"DATA_DIR=" + s.dataDir, "HTTP_ADDR=" + s.apiAddr, "STORE_TIMEOUT=2s", "LOG_LEVEL=warn", "ENV=development"}
+	// METRICS_ADDR=off: the projector's probe port (127.0.0.1:9090 by
+	// default) would collide with other tests running at the same time.
+	env := []string{"DATA_DIR=" + s.dataDir, "HTTP_ADDR=" + s.apiAddr, "STORE_TIMEOUT=2s", "LOG_LEVEL=warn", "ENV=development", "METRICS_ADDR=off"}
 	if s.natsAddr != "" {
 		env = append(env, "NATS_URL=nats://"+s.natsAddr)
 	}
