@@ -362,23 +362,45 @@ func (s *Store) Load(ctx context.Context, aggregateID string) ([]events.Event, u
 	if err != nil {
 		return nil, 0, domain.Unavailable(domain.DependencyEventStore, err)
 	}
+	// Fetch in batches: one pull request per message (Next) made a long
+	// history cost a round trip per event, and every command loads it.
 	history := make([]events.Event, 0, version)
 	for {
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		want := min(max(int(version)-len(history), 1), loadBatch)
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(time.Until(deadlineOf(ctx))))
 		if err != nil {
 			return nil, 0, domain.Unavailable(domain.DependencyEventStore, err)
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return nil, 0, err
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			meta, err := msg.Metadata()
+			if err != nil {
+				return nil, 0, err
+			}
+			e, err := events.Decode(msg.Data())
+			if err != nil {
+				return nil, 0, err
+			}
+			history = append(history, e)
+			if meta.Sequence.Stream >= last.Sequence {
+				return history, last.Sequence, nil
+			}
 		}
-		e, err := events.Decode(msg.Data())
-		if err != nil {
-			return nil, 0, err
+		if err := batch.Error(); err != nil && got == 0 {
+			return nil, 0, domain.Unavailable(domain.DependencyEventStore, err)
 		}
-		history = append(history, e)
-		if meta.Sequence.Stream >= last.Sequence {
-			return history, last.Sequence, nil
+		if ctx.Err() != nil {
+			return nil, 0, domain.Unavailable(domain.DependencyEventStore, ctx.Err())
 		}
 	}
+}
+
+// loadBatch bounds one fetch of a connection's history.
+const loadBatch = 256
+
+// deadlineOf is ctx's deadline (Load always sets one).
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
