@@ -511,6 +511,28 @@ func (r *Repository) Parked(ctx context.Context) ([]readmodel.Parked, error) {
 	return out, nil
 }
 
+// Ping checks the database answers a query.
+func (r *Repository) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	var one int
+	if err := r.reader.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// ParkedCount is how many events are parked.
+func (r *Repository) ParkedCount(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	var n int64
+	if err := r.reader.QueryRowContext(ctx, `SELECT count(*) FROM parked_events`).Scan(&n); err != nil {
+		return 0, unavailable(err)
+	}
+	return n, nil
+}
+
 // Get returns the document of a connection, deleted ones included (the
 // caller decides what a deleted one means, as with the MongoDB adapter).
 func (r *Repository) Get(ctx context.Context, id string) (*readmodel.Document, error) {
@@ -559,4 +581,16 @@ func (r *Repository) IndexNames(ctx context.Context) ([]string, error) {
 		out = append(out, n)
 	}
 	return out, rows.Err()
+}
+
+// Empty reports whether this generation holds no document at all, deleted
+// ones included.
+func (r *Repository) Empty(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	var any int
+	if err := r.reader.QueryRowContext(ctx, r.q(`SELECT EXISTS (SELECT 1 FROM "{T}")`)).Scan(&any); err != nil {
+		return false, unavailable(err)
+	}
+	return any == 0, nil
 }
