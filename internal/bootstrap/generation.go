@@ -573,7 +573,7 @@ func connectStandalone(ctx context.Context, cfg Config, name string, logger *slo
 	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		return nil, nil, nil, err
 	}
-	if repo, err = openStore(ctx, cfg); err != nil {
+	if repo, err = OpenReadModel(ctx, cfg); err != nil {
 		return nil, nil, nil, err
 	}
 	closers = append(closers, func() { _ = repo.Close(context.Background()) })

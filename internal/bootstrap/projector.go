@@ -40,7 +40,7 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		return err
 	}
-	repo, err := openStore(ctx, cfg)
+	repo, err := OpenReadModel(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -81,11 +81,11 @@ func (s *Service) LiveDocuments(ctx context.Context) (int64, error) {
 // SQLiteDir is where the embedded read model lives under DATA_DIR.
 const SQLiteDir = "readmodel"
 
-// openStore opens the read model the configuration names: MongoDB at
+// OpenReadModel opens the read model the configuration names: MongoDB at
 // MONGO_URI, or else the embedded SQLite database under DATA_DIR. The SQLite
 // file may be shared by the API, `projector` and `projector replay|verify`
 // processes of one machine (WAL mode, one writer at a time).
-func openStore(ctx context.Context, cfg Config) (ReadModel, error) {
+func OpenReadModel(ctx context.Context, cfg Config) (ReadModel, error) {
 	if cfg.MongoURI != "" {
 		repo, err := mongostore.Open(ctx, cfg.MongoURI, cfg.MongoDatabase, cfg.Timeout)
 		if err != nil {

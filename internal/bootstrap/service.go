@@ -267,7 +267,7 @@ func (s *Service) ConnectNATS(opts ...nats.Option) (*nats.Conn, error) {
 
 // openReadModel opens MONGO_URI's read model, or the embedded SQLite one.
 func (s *Service) openReadModel(ctx context.Context, cfg Config) (ReadModel, error) {
-	repo, err := openStore(ctx, cfg)
+	repo, err := OpenReadModel(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -67,7 +67,14 @@ func Open(ctx context.Context, dir string, timeout time.Duration) (*Repository, 
 	// `verify`) holds; it is bounded by timeout so a locked database is an
 	// error the caller sees, not a hang.
 	busy := strconv.FormatInt(timeout.Milliseconds(), 10)
-	pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(" + busy + ")&_pragma=foreign_keys(0)"
+	// synchronous(NORMAL) in WAL mode syncs at checkpoints, not at every
+	// commit: a crash may lose the last commits, which the projector
+	// re-applies from the stream (it acknowledges only after a commit, and a
+	// redelivered event changes nothing). The page cache and the memory map
+	// keep the B-tree pages of a large read model in memory: without them a
+	// write at 200,000 documents costs twice one at 1,000.
+	pragmas := "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(" + busy + ")" +
+		"&_pragma=foreign_keys(0)&_pragma=cache_size(-32768)&_pragma=mmap_size(1073741824)"
 	writer, err := sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
