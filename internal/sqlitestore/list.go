@@ -17,7 +17,14 @@ func (r *Repository) List(ctx context.Context, q readmodel.ListQuery) (readmodel
 	defer cancel()
 	where, args := listFilter(q)
 	res := readmodel.ListResult{Items: []readmodel.Document{}}
-	if err := r.reader.QueryRowContext(ctx, r.q(`SELECT count(*) FROM "{T}" WHERE `+where), args...).Scan(&res.Total); err != nil {
+	count, countArgs := r.q(`SELECT count(*) FROM "{T}" WHERE `+where), args
+	if byProductOnly(q) {
+		count, countArgs = r.q(`SELECT coalesce(sum(live), 0) FROM "{T}_counts"`), nil
+		if q.ProductName != "" {
+			count, countArgs = count+` WHERE product = ?`, []any{q.ProductName}
+		}
+	}
+	if err := r.reader.QueryRowContext(ctx, count, countArgs...).Scan(&res.Total); err != nil {
 		return res, unavailable(err)
 	}
 	if q.Limit <= 0 || res.Total == 0 {
@@ -92,4 +99,11 @@ func listFilter(q readmodel.ListQuery) (string, []any) {
 		args = append(args, q.CreatedBefore.UnixMilli())
 	}
 	return strings.Join(conds, " AND "), args
+}
+
+// byProductOnly reports whether q filters on nothing but the product, whose
+// totals the counts table keeps.
+func byProductOnly(q readmodel.ListQuery) bool {
+	return q.Type == "" && q.Host == "" && q.DatabaseName == "" && q.ConfigNamePrefix == "" &&
+		len(q.Metadata) == 0 && q.CreatedFrom == nil && q.CreatedBefore == nil
 }

@@ -184,6 +184,30 @@ CREATE INDEX IF NOT EXISTS "{T}_database_created" ON "{T}" (database_name, creat
 `, "{T}", t)
 }
 
+// countsSchema keeps the number of live connections per product, in the
+// same transaction as every write (triggers), so that the total of an
+// unfiltered or product-only list, the common ones, is read, not counted:
+// counting a million index entries takes a third of a second. The table is
+// filled from the documents when it is created.
+func countsSchema(t string) string {
+	return strings.ReplaceAll(`
+CREATE TABLE "{T}_counts" (product TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO "{T}_counts" (product, live) SELECT product, count(*) FROM "{T}" WHERE deleted = 0 GROUP BY product;
+CREATE TRIGGER "{T}_count_insert" AFTER INSERT ON "{T}" WHEN NEW.deleted = 0 BEGIN
+	INSERT INTO "{T}_counts" (product, live) VALUES (NEW.product, 1) ON CONFLICT (product) DO UPDATE SET live = live + 1;
+END;
+CREATE TRIGGER "{T}_count_delete" AFTER DELETE ON "{T}" WHEN OLD.deleted = 0 BEGIN
+	UPDATE "{T}_counts" SET live = live - 1 WHERE product = OLD.product;
+END;
+CREATE TRIGGER "{T}_count_update" AFTER UPDATE OF product, deleted ON "{T}"
+	WHEN OLD.product IS NOT NEW.product OR OLD.deleted IS NOT NEW.deleted BEGIN
+	UPDATE "{T}_counts" SET live = live - 1 WHERE product = OLD.product AND OLD.deleted = 0;
+	INSERT INTO "{T}_counts" (product, live) SELECT NEW.product, 1 WHERE NEW.deleted = 0
+		ON CONFLICT (product) DO UPDATE SET live = live + 1;
+END;
+`, "{T}", t)
+}
+
 // CollectionFor is the table of generation gen.
 func CollectionFor(gen int) string {
 	if gen == 0 {
@@ -199,8 +223,25 @@ func (r *Repository) EnsureIndexes(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*r.timeout)
 	defer cancel()
-	if _, err := r.writer.ExecContext(ctx, tableSchema(r.table)); err != nil {
+	tx, err := r.writer.BeginTx(ctx, nil)
+	if err != nil {
 		return unavailable(fmt.Errorf("sqlite: create %s: %w", r.table, err))
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, tableSchema(r.table)); err != nil {
+		return unavailable(fmt.Errorf("sqlite: create %s: %w", r.table, err))
+	}
+	var counted int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, r.table+"_counts").Scan(&counted); err != nil {
+		return unavailable(err)
+	}
+	if counted == 0 {
+		if _, err := tx.ExecContext(ctx, countsSchema(r.table)); err != nil {
+			return unavailable(fmt.Errorf("sqlite: create %s_counts: %w", r.table, err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return unavailable(err)
 	}
 	return nil
 }
@@ -469,7 +510,7 @@ func (r *Repository) Drop(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*r.timeout)
 	defer cancel()
-	if _, err := r.writer.ExecContext(ctx, r.q(`DROP TABLE IF EXISTS "{T}"; DROP TABLE IF EXISTS "{T}_metadata";`)); err != nil {
+	if _, err := r.writer.ExecContext(ctx, r.q(`DROP TABLE IF EXISTS "{T}"; DROP TABLE IF EXISTS "{T}_metadata"; DROP TABLE IF EXISTS "{T}_counts";`)); err != nil {
 		return unavailable(fmt.Errorf("sqlite: drop %s: %w", r.table, err))
 	}
 	return nil
