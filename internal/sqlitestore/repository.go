@@ -353,15 +353,17 @@ const (
 	insertMeta = `INSERT OR IGNORE INTO "{T}_metadata" (key, value, id) VALUES (?,?,?)`
 )
 
-// writeTx runs fn in one write transaction, bounded by the timeout.
-func (r *Repository) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// writeTx runs fn in one write transaction, bounded by the timeout: fn must
+// run its statements with the context it is given, whose end interrupts them
+// inside SQLite.
+func (r *Repository) writeTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	tx, err := r.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return unavailable(fmt.Errorf("sqlite: begin: %w", err))
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		if errors.Is(err, readmodel.ErrConflict) {
 			return err
@@ -382,7 +384,7 @@ func (r *Repository) Write(ctx context.Context, writes []readmodel.Write) error 
 	if len(writes) == 0 {
 		return nil
 	}
-	return r.writeTx(ctx, func(tx *sql.Tx) error {
+	return r.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, r.q(insertDoc))
 		if err != nil {
 			return err
@@ -469,7 +471,7 @@ func (r *Repository) Overwrite(ctx context.Context, docs []*readmodel.Document) 
 	if len(docs) == 0 {
 		return nil
 	}
-	return r.writeTx(ctx, func(tx *sql.Tx) error {
+	return r.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		up, err := tx.PrepareContext(ctx, r.q(upsertDoc))
 		if err != nil {
 			return err
@@ -521,7 +523,7 @@ func (r *Repository) Park(ctx context.Context, parked []readmodel.Parked) error 
 	if len(parked) == 0 {
 		return nil
 	}
-	return r.writeTx(ctx, func(tx *sql.Tx) error {
+	return r.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, p := range parked {
 			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO parked_events (sequence, subject, data, reason, parked_at) VALUES (?,?,?,?,?)`,
 				int64(p.Sequence), p.Subject, p.Data, p.Reason, p.ParkedAt.UnixMilli()); err != nil {
