@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -82,6 +83,14 @@ func doc(i int) *readmodel.Document {
 	}
 	if i%5 == 0 {
 		d.SSL = &readmodel.SSL{Mode: "require", HasCA: true}
+	}
+	switch i % 4 { // 0: never tested (unknown)
+	case 1:
+		d.Health = &readmodel.Health{Status: events.HealthHealthy, Since: base, CheckedAt: base}
+	case 2:
+		d.Health = &readmodel.Health{Status: events.HealthFailing, Reason: "TIMEOUT", Message: "timed out", Since: base, CheckedAt: base, ConsecutiveFailures: 3}
+	case 3:
+		d.Health = &readmodel.Health{CheckedAt: base, ConsecutiveFailures: 1} // tested, no status yet
 	}
 	return d
 }
@@ -259,6 +268,10 @@ func testLists(t *testing.T, s Store) {
 		"created range":           {CreatedFrom: &from, CreatedBefore: &before, Ascending: true, Limit: 100},
 		"everything":              {ProductName: "Fetcher", Type: "POSTGRESQL", Metadata: map[string]string{"team": "platform"}, CreatedFrom: &from, Limit: 100},
 		"updated desc small page": {SortBy: readmodel.SortUpdatedAt, Limit: 3, Page: 4},
+		"healthy":                 {Health: events.HealthHealthy, Limit: 100},
+		"failing by name":         {Health: events.HealthFailing, SortBy: readmodel.SortConfigName, Limit: 100},
+		"health unknown":          {Health: events.HealthUnknown, Limit: 100},
+		"product and health":      {ProductName: "Reports", Health: events.HealthFailing, Limit: 100},
 	}
 	for name, q := range queries {
 		want, _ := ref.List(ctx, q)

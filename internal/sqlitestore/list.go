@@ -82,6 +82,7 @@ func listFilter(q readmodel.ListQuery) (string, []any) {
 	eq("type", q.Type)
 	eq("host", q.Host)
 	eq("database_name", q.DatabaseName)
+	eq("health", q.Health)
 	if p := strings.ToLower(q.ConfigNamePrefix); p != "" {
 		conds = append(conds, "name_key >= ? AND name_key < ?")
 		args = append(args, p, p+"\uffff")
@@ -104,6 +105,6 @@ func listFilter(q readmodel.ListQuery) (string, []any) {
 // byProductOnly reports whether q filters on nothing but the product, whose
 // totals the counts table keeps.
 func byProductOnly(q readmodel.ListQuery) bool {
-	return q.Type == "" && q.Host == "" && q.DatabaseName == "" && q.ConfigNamePrefix == "" &&
+	return q.Type == "" && q.Host == "" && q.DatabaseName == "" && q.ConfigNamePrefix == "" && q.Health == "" &&
 		len(q.Metadata) == 0 && q.CreatedFrom == nil && q.CreatedBefore == nil
 }

@@ -163,6 +163,7 @@ CREATE TABLE IF NOT EXISTS "{T}" (
 	host          TEXT NOT NULL,
 	database_name TEXT NOT NULL,
 	name_key      TEXT NOT NULL,
+	health        TEXT NOT NULL,
 	created_at    INTEGER NOT NULL,
 	updated_at    INTEGER NOT NULL,
 	deleted       INTEGER NOT NULL,
@@ -184,6 +185,7 @@ CREATE INDEX IF NOT EXISTS "{T}_product_name" ON "{T}" (product, name_key, id) W
 CREATE INDEX IF NOT EXISTS "{T}_type_created" ON "{T}" (type, created_at, id) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS "{T}_host_created" ON "{T}" (host, created_at, id) WHERE deleted = 0;
 CREATE INDEX IF NOT EXISTS "{T}_database_created" ON "{T}" (database_name, created_at, id) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS "{T}_health_created" ON "{T}" (health, created_at, id) WHERE deleted = 0;
 `, "{T}", t)
 }
 
@@ -339,19 +341,19 @@ func row(d *readmodel.Document) ([]any, error) {
 		deleted = 1
 	}
 	return []any{d.ID, int64(d.Version), int64(d.Sequence), d.ProductName, d.Type, d.Host, d.DatabaseName,
-		d.ConfigNameKey, d.CreatedAt.UnixMilli(), d.UpdatedAt.UnixMilli(), deleted, raw}, nil
+		d.ConfigNameKey, d.HealthStatus(), d.CreatedAt.UnixMilli(), d.UpdatedAt.UnixMilli(), deleted, raw}, nil
 }
 
 const (
-	insertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, created_at, updated_at, deleted, doc)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`
-	upsertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, created_at, updated_at, deleted, doc)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET version = excluded.version, sequence = excluded.sequence,
+	insertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, health, created_at, updated_at, deleted, doc)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`
+	upsertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, health, created_at, updated_at, deleted, doc)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET version = excluded.version, sequence = excluded.sequence,
 		product = excluded.product, type = excluded.type, host = excluded.host, database_name = excluded.database_name,
-		name_key = excluded.name_key, created_at = excluded.created_at, updated_at = excluded.updated_at,
+		name_key = excluded.name_key, health = excluded.health, created_at = excluded.created_at, updated_at = excluded.updated_at,
 		deleted = excluded.deleted, doc = excluded.doc`
 	replaceDoc = `UPDATE "{T}" SET version = ?, sequence = ?, product = ?, type = ?, host = ?, database_name = ?, name_key = ?,
-		created_at = ?, updated_at = ?, deleted = ?, doc = ? WHERE id = ? AND version = ?`
+		health = ?, created_at = ?, updated_at = ?, deleted = ?, doc = ? WHERE id = ? AND version = ?`
 	deleteMeta = `DELETE FROM "{T}_metadata" WHERE id = ?`
 	insertMeta = `INSERT OR IGNORE INTO "{T}_metadata" (key, value, id) VALUES (?,?,?)`
 )
