@@ -47,6 +47,9 @@ type benchOptions struct {
 	BulkBatch int `json:"bulkBatch"`
 	// Scale runs at 1,000,000 connections (N) instead of 100,000.
 	Scale bool `json:"scale"`
+	// Vault repeats the create phases on a second service sealing through
+	// the repository's own Vault dev server (bin/vault), Vault's CPU counted.
+	Vault bool `json:"vault"`
 	// UpdateConcurrency is the closed-loop PATCH concurrency, UpdateRate the
 	// open-loop PATCH rate of the update lag, TestedEvents how many
 	// connection.tested.v1 events the update phase projects.
@@ -64,6 +67,7 @@ func main() {
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the create phase at concurrency 64 to this file")
 	telemetryOnly := flag.Bool("telemetry-only", false, "only compare creates/s at concurrency 16 with telemetry off and on (observe.go)")
 	monitorOnly := flag.Bool("monitor", false, "measure only the connection monitor's cost (monitor.go; -cpuprofile profiles its window, and FILE.creates the creates beside it)")
+	flag.BoolVar(&o.Vault, "vault", false, "also run the create phases sealing through a Vault dev server (bin/vault, built by scripts/build-vault.sh)")
 	flag.BoolVar(&o.Scale, "scale", false, "1,000,000 connections for the list, update and replay phases (long: not for CI)")
 	flag.Parse()
 	o = o.withDefaults()
@@ -157,7 +161,7 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 	defer os.RemoveAll(dir)
 
 	say("starting the service (DATA_DIR=%s)", dir)
-	st, err := startStack(ctx, dir, runID)
+	st, err := startStack(ctx, dir, runID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +214,14 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 
 	// 1b. The cost of telemetry, on fresh stacks of its own (observe.go).
 	telemetryPhase(ctx, o, runID, out, say)
+
+	// 1c. The same creates, sealed by Vault transit.
+	if o.Vault {
+		say("creates sealed through a Vault dev server (bin/vault), %s per concurrency", o.Duration)
+		if rep.VaultCreates, err = vaultCreates(ctx, o, runID, dir, say); err != nil {
+			return nil, fmt.Errorf("vault creates: %w", err)
+		}
+	}
 
 	// 2. Projection lag at half the peak create rate.
 	peak := 0.0

@@ -44,16 +44,20 @@ type stack struct {
 // with its state in dataDir. NATS_URL, MONGO_URI and VAULT_ADDR (and the
 // other service variables) are honoured; MONGO_DATABASE defaults to a
 // bench-only database so an external MongoDB keeps its data.
-func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
-	return startStackWith(ctx, dataDir, runID, bootstrap.Start)
+func startStack(ctx context.Context, dataDir, runID string, env map[string]string) (*stack, error) {
+	return startStackWith(ctx, dataDir, runID, env, bootstrap.Start)
 }
 
 // startFunc starts the service (bootstrap.Start, or StartWith some telemetry).
 type startFunc func(context.Context, bootstrap.Config, *slog.Logger) (*bootstrap.Service, error)
 
-// startStackWith is startStack with another start function.
-func startStackWith(ctx context.Context, dataDir, runID string, start startFunc) (*stack, error) {
+// startStackWith is startStack with another start function. env overrides
+// the process environment.
+func startStackWith(ctx context.Context, dataDir, runID string, env map[string]string, start startFunc) (*stack, error) {
 	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
 		switch k {
 		case "DATA_DIR":
 			return dataDir
