@@ -35,11 +35,12 @@ func scaleDoc(i int) *readmodel.Document {
 //
 //	go test ./internal/sqlitestore -run '^$' -bench Scale -benchtime 2000x -scale.max 1000000
 func BenchmarkScale(b *testing.B) {
-	r, err := sqlitestore.Open(b.Context(), b.TempDir(), time.Minute)
+	dir := b.TempDir()
+	r, err := sqlitestore.Open(b.Context(), dir, time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer r.Close(b.Context())
+	defer func() { r.Close(b.Context()) }()
 	filled := 0
 	fill := func(n int) {
 		for filled < n {
@@ -88,6 +89,21 @@ func BenchmarkScale(b *testing.B) {
 				d := scaleDoc(next)
 				next++
 				if err := r.Write(b.Context(), []readmodel.Write{{Doc: d}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// What a restart of the API costs at this size: opening the store
+		// and the first page (nothing is loaded into memory).
+		b.Run(fmt.Sprintf("Reopen/%d", size), func(b *testing.B) {
+			for b.Loop() {
+				if err := r.Close(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+				if r, err = sqlitestore.Open(b.Context(), dir, time.Minute); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.List(b.Context(), readmodel.ListQuery{Limit: 20}); err != nil {
 					b.Fatal(err)
 				}
 			}
