@@ -31,7 +31,7 @@ func TestShortRunWritesEverySection(t *testing.T) {
 		Short: true, Duration: 300 * time.Millisecond, N: 300, Out: out,
 		Concurrencies: []int{1, 16, 64}, LimitDuration: 200 * time.Millisecond,
 		ListDuration: 100 * time.Millisecond, CPUProfile: filepath.Join(out, "cpu.pprof"),
-		BulkBatch: 20, // FerretDB upserts scan the collection; under -race 3x500 of them take minutes
+		BulkBatch: 20, // keeps the raw bulk-write limit short under -race
 	}, &table, &progress)
 	if err != nil {
 		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
