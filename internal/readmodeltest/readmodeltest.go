@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -117,12 +118,28 @@ func testWriteThenRead(t *testing.T, s Store) {
 	ctx := t.Context()
 	d := doc(1)
 	d.LastTest = &readmodel.TestResult{Status: "failure", Reason: "TIMEOUT", LatencyMs: 12, At: base}
+	d.Discovered = &readmodel.DiscoveredSchema{Digest: "d1", At: base, Tables: []readmodel.SchemaTable{
+		{Name: "orders", Columns: []readmodel.SchemaColumn{{Name: "id", Type: "bigint", PrimaryKey: true}, {Name: "note", Type: "text", Nullable: true}}},
+		{Name: "open_orders", View: true, Columns: []readmodel.SchemaColumn{}},
+	}}
 	insert(t, s, d, doc(2))
 	got, err := s.Get(ctx, d.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	same(t, "Get", got, d)
+	if !reflect.DeepEqual(got.Discovered, d.Discovered) {
+		t.Errorf("Get: discovered schema %+v, want %+v as written", got.Discovered, d.Discovered)
+	}
+	page, err := s.List(ctx, readmodel.ListQuery{Limit: 10})
+	if err != nil || len(page.Items) != 2 {
+		t.Fatalf("List: %d items, %v", len(page.Items), err)
+	}
+	for _, item := range page.Items {
+		if item.Discovered != nil {
+			t.Errorf("List: %s carries its discovered schema; a page leaves it out", item.ID)
+		}
+	}
 	if _, err := s.Get(ctx, "0190a1b2-0000-7000-8000-999999999999"); !errors.Is(err, readmodel.ErrNotFound) {
 		t.Errorf("Get of an unknown id: %v, want ErrNotFound", err)
 	}

@@ -47,7 +47,7 @@ func (r *Repository) List(ctx context.Context, q readmodel.ListQuery) (readmodel
 		offset = (q.Page - 1) * q.Limit
 	}
 	args = append(args, q.Limit, offset)
-	rows, err := r.reader.QueryContext(ctx, r.q(`SELECT doc FROM "{T}" WHERE `+where+
+	rows, err := r.reader.QueryContext(ctx, r.q(`SELECT doc, NULL FROM "{T}" WHERE `+where+
 		` ORDER BY `+col+` `+dir+`, id `+dir+` LIMIT ? OFFSET ?`), args...)
 	if err != nil {
 		return res, unavailable(err)

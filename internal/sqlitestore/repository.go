@@ -167,7 +167,8 @@ CREATE TABLE IF NOT EXISTS "{T}" (
 	created_at    INTEGER NOT NULL,
 	updated_at    INTEGER NOT NULL,
 	deleted       INTEGER NOT NULL,
-	doc           BLOB NOT NULL
+	doc           BLOB NOT NULL,
+	discovered    BLOB
 );
 CREATE TABLE IF NOT EXISTS "{T}_metadata" (
 	key   TEXT NOT NULL,
@@ -283,7 +284,7 @@ func (r *Repository) Documents(ctx context.Context, ids []string) (map[string]*r
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := r.reader.QueryContext(ctx, r.q(`SELECT doc FROM "{T}" WHERE id IN (`+placeholders(len(chunk))+`)`), args...)
+		rows, err := r.reader.QueryContext(ctx, r.q(`SELECT doc, discovered FROM "{T}" WHERE id IN (`+placeholders(len(chunk))+`)`), args...)
 		if err != nil {
 			return nil, unavailable(err)
 		}
@@ -299,14 +300,15 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
+// scanDocs decodes rows of (doc, discovered).
 func scanDocs(rows *sql.Rows, fn func(*readmodel.Document)) error {
 	defer rows.Close()
-	var raw []byte
+	var raw, schema []byte
 	for rows.Next() {
-		if err := rows.Scan(&raw); err != nil {
+		if err := rows.Scan(&raw, &schema); err != nil {
 			return unavailable(err)
 		}
-		d, err := decode(raw)
+		d, err := decode(raw, schema)
 		if err != nil {
 			return err
 		}
@@ -322,38 +324,53 @@ func scanDocs(rows *sql.Rows, fn func(*readmodel.Document)) error {
 // written, so that a read returns exactly what was written.
 func encode(d *readmodel.Document) ([]byte, error) { return json.Marshal(d) }
 
-func decode(raw []byte) (*readmodel.Document, error) {
+func decode(raw, schema []byte) (*readmodel.Document, error) {
 	var d readmodel.Document
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return nil, fmt.Errorf("sqlite: decode a stored document: %w", err)
+	}
+	if len(schema) > 0 {
+		if err := json.Unmarshal(schema, &d.Discovered); err != nil {
+			return nil, fmt.Errorf("sqlite: decode a stored schema: %w", err)
+		}
 	}
 	return &d, nil
 }
 
 // row is a document's columns, in the order of the insert statement.
+// The discovered schema has a column of its own: it can weigh more than the
+// rest of a page of documents, and lists leave it out (Get reads it).
 func row(d *readmodel.Document) ([]any, error) {
-	raw, err := encode(d)
+	withoutSchema := *d
+	withoutSchema.Discovered = nil
+	raw, err := encode(&withoutSchema)
 	if err != nil {
 		return nil, err
+	}
+	var schema []byte
+	if d.Discovered != nil {
+		if schema, err = json.Marshal(d.Discovered); err != nil {
+			return nil, err
+		}
 	}
 	deleted := 0
 	if d.Deleted {
 		deleted = 1
 	}
 	return []any{d.ID, int64(d.Version), int64(d.Sequence), d.ProductName, d.Type, d.Host, d.DatabaseName,
-		d.ConfigNameKey, d.HealthStatus(), d.CreatedAt.UnixMilli(), d.UpdatedAt.UnixMilli(), deleted, raw}, nil
+		d.ConfigNameKey, d.HealthStatus(), d.CreatedAt.UnixMilli(), d.UpdatedAt.UnixMilli(), deleted, raw, schema}, nil
 }
 
 const (
-	insertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, health, created_at, updated_at, deleted, doc)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`
-	upsertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, health, created_at, updated_at, deleted, doc)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET version = excluded.version, sequence = excluded.sequence,
+	insertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, health, created_at, updated_at, deleted, doc, discovered)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`
+	upsertDoc = `INSERT INTO "{T}" (id, version, sequence, product, type, host, database_name, name_key, health, created_at, updated_at, deleted, doc, discovered)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET version = excluded.version, sequence = excluded.sequence,
 		product = excluded.product, type = excluded.type, host = excluded.host, database_name = excluded.database_name,
 		name_key = excluded.name_key, health = excluded.health, created_at = excluded.created_at, updated_at = excluded.updated_at,
-		deleted = excluded.deleted, doc = excluded.doc`
+		deleted = excluded.deleted, doc = excluded.doc, discovered = excluded.discovered`
 	replaceDoc = `UPDATE "{T}" SET version = ?, sequence = ?, product = ?, type = ?, host = ?, database_name = ?, name_key = ?,
-		health = ?, created_at = ?, updated_at = ?, deleted = ?, doc = ? WHERE id = ? AND version = ?`
+		health = ?, created_at = ?, updated_at = ?, deleted = ?, doc = ?, discovered = ? WHERE id = ? AND version = ?`
 	deleteMeta = `DELETE FROM "{T}_metadata" WHERE id = ?`
 	insertMeta = `INSERT OR IGNORE INTO "{T}_metadata" (key, value, id) VALUES (?,?,?)`
 )
@@ -594,21 +611,21 @@ func (r *Repository) ParkedCount(ctx context.Context) (int64, error) {
 func (r *Repository) Get(ctx context.Context, id string) (*readmodel.Document, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	var raw []byte
-	err := r.reader.QueryRowContext(ctx, r.q(`SELECT doc FROM "{T}" WHERE id = ?`), id).Scan(&raw)
+	var raw, schema []byte
+	err := r.reader.QueryRowContext(ctx, r.q(`SELECT doc, discovered FROM "{T}" WHERE id = ?`), id).Scan(&raw, &schema)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, readmodel.ErrNotFound
 	}
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	return decode(raw)
+	return decode(raw, schema)
 }
 
 // Each calls fn with every document, in no order: verify reads the whole
 // generation with it, and an in-memory index is loaded with it.
 func (r *Repository) Each(ctx context.Context, fn func(*readmodel.Document)) error {
-	rows, err := r.reader.QueryContext(ctx, r.q(`SELECT doc FROM "{T}"`))
+	rows, err := r.reader.QueryContext(ctx, r.q(`SELECT doc, discovered FROM "{T}"`))
 	if err != nil {
 		return unavailable(err)
 	}
