@@ -33,7 +33,7 @@ func TestProjectorCommandsShareTheEmbeddedReadModel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cfg := testConfig(t, dir, map[string]string{"NATS_URL": n.URL()})
-	v, err := bootstrap.VerifyFromConfig(ctx, cfg)
+	v, err := bootstrap.VerifyFromConfig(ctx, cfg, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestProjectorCommandsShareTheEmbeddedReadModel(t *testing.T) {
 		t.Fatalf("%d %s", res.status, res.body)
 	}
 	eventually(t, "projection into generation 1", func() bool { return h.liveDocuments() == 4 })
-	if v, err := bootstrap.VerifyFromConfig(ctx, cfg); err != nil || v.Generation != 1 || len(v.Differences) != 0 {
+	if v, err := bootstrap.VerifyFromConfig(ctx, cfg, quietLogger()); err != nil || v.Generation != 1 || len(v.Differences) != 0 {
 		t.Fatalf("verify after the replay: %+v %v", v, err)
 	}
 }
