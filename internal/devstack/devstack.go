@@ -5,8 +5,9 @@
 // reachable by its own process only, since it asks for no credentials. The
 // service's embedded read model is internal/sqlitestore; FerretDB stays for
 // the tests of the MongoDB adapter (internal/mongostore) and of MONGO_URI
-// setups (StartMongo, StartPrivateMongo). Tests also start NATS on loopback
-// (StartNATS) as a stand-in for an external server.
+// setups (StartMongo; StartPrivateMongo, its unix-socket variant, is no
+// longer used by the service). Tests also start NATS on loopback (StartNATS)
+// as a stand-in for an external server.
 package devstack
 
 import (
