@@ -1,5 +1,5 @@
 # Everyday commands. The bench writes its JSON to bench-results/ (git-ignored).
-.PHONY: run test bench bench-short fuzz
+.PHONY: run test bench bench-short bench-scale fuzz
 
 run:
 	go run ./cmd/api
@@ -20,3 +20,8 @@ bench-short:
 FUZZTIME ?= 1m
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+# 1,000,000 connections for the list, update and replay phases: an hour or more
+# here, several GiB under the temporary DATA_DIR. Not for CI.
+bench-scale:
+	go run ./cmd/bench -scale

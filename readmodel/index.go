@@ -9,13 +9,13 @@ import (
 )
 
 // Index is an in-memory copy of the live documents with one sorted order
-// per sort key, for the list queries. The store behind the embedded stack
-// (FerretDB on SQLite) scans its whole collection for any query but one by
-// _id, so a list over 100,000 connections took seconds there; the index
-// answers it in milliseconds. It is kept by the projector of the same process
-// (write-through after each successful batch) and loaded from the store at
-// start. A process without its own projector cannot keep it and queries the
-// store instead, as a production deployment on MongoDB does.
+// per sort key, for the list queries. It was made for the embedded FerretDB
+// store, which scanned its whole collection for any query; the embedded
+// store is now SQLite with an index per filter and sort (internal/sqlitestore),
+// which needs no copy in memory. An API process on MongoDB (MONGO_URI) with
+// its own projector still keeps one: kept by the projector (write-through
+// after each successful batch) and loaded from the store at start, at the
+// cost of the documents' memory and a load that grows with the registry.
 type Index struct {
 	mu        sync.RWMutex
 	docs      map[string]*Document

@@ -90,9 +90,8 @@ func (p *Projector) OnParked(f func(n int)) { p.onParked = f }
 
 // KeepIndex makes the projector put every document it writes into idx
 // after the write succeeded, and read the current documents from it instead
-// of the store (FerretDB on SQLite, the embedded store, takes time that grows
-// with the collection even for a read by _id). Load idx from the store, then
-// call KeepIndex, before the projector runs.
+// of the store. Load idx from the store, then call KeepIndex, before the
+// projector runs.
 func (p *Projector) KeepIndex(idx *Index) { p.index = idx }
 
 // NewProjector returns a projector writing to store.

@@ -14,6 +14,7 @@ import (
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/mongostore"
+	"github.com/connreg/registry/internal/sqlitestore"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -66,20 +67,49 @@ func TestApply(t *testing.T) {
 	}
 }
 
+// projectorStore is a read-model store as this test drives it: the
+// projector's port, its parked events, and a way to take it down.
+type projectorStore struct {
+	readmodel.Store
+	parked func(ctx context.Context) ([]readmodel.Parked, error)
+	stop   func()
+}
+
 func TestProjectorIsIdempotentAndParksWhatItCannotApply(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := devstack.StartMongo(t.TempDir(), "", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Shutdown)
+	t.Run("mongostore on FerretDB", func(t *testing.T) {
+		m, err := devstack.StartMongo(t.TempDir(), "", quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Shutdown)
+		repo, err := mongostore.Open(t.Context(), m.URI(), "test", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = repo.Close(context.Background()) })
+		testProjector(t, projectorStore{Store: repo, stop: m.Shutdown, parked: func(ctx context.Context) ([]readmodel.Parked, error) {
+			ps, err := repo.Parked(ctx)
+			out := make([]readmodel.Parked, 0, len(ps))
+			for _, p := range ps {
+				out = append(out, readmodel.Parked{Sequence: p.Sequence, Subject: p.Subject, Data: []byte(p.Data), Reason: p.Reason, ParkedAt: p.ParkedAt})
+			}
+			return out, err
+		}})
+	})
+	t.Run("sqlitestore", func(t *testing.T) {
+		repo, err := sqlitestore.Open(t.Context(), t.TempDir(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testProjector(t, projectorStore{Store: repo, parked: repo.Parked, stop: func() { _ = repo.Close(context.Background()) }})
+	})
+}
+
+func testProjector(t *testing.T, repo projectorStore) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	repo, err := mongostore.Open(ctx, m.URI(), "test", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = repo.Close(context.Background()) })
 	p, err := readmodel.NewProjector(repo, quiet, time.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +134,7 @@ func TestProjectorIsIdempotentAndParksWhatItCannotApply(t *testing.T) {
 		if len(docs) != 2 || docs[a].Version != 1 || docs[a].Sequence != 1 || docs[b].Version != 1 {
 			t.Fatalf("round %d: docs %+v", round, docs)
 		}
-		parked, err := repo.Parked(ctx)
+		parked, err := repo.parked(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +155,7 @@ func TestProjectorIsIdempotentAndParksWhatItCannotApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A store outage is an error worth redelivering, not a parked event.
-	m.Shutdown()
+	repo.stop()
 	octx, ocancel := context.WithTimeout(ctx, 3*time.Second)
 	defer ocancel()
 	if err := p.Project(octx, []readmodel.Message{message(t, 6, created(uuid.NewString(), "d-db", 1))}); err == nil {

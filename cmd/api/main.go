@@ -1,6 +1,6 @@
 // Command api serves the connection registry's REST API. With no
 // configuration it runs the whole service in one process: an embedded
-// nats-server with JetStream, an embedded FerretDB for the read model, the
+// nats-server with JetStream, an embedded SQLite read model, the
 // projector and the development sealer, keeping state under DATA_DIR.
 package main
 

@@ -31,7 +31,7 @@ func TestShortRunWritesEverySection(t *testing.T) {
 		Short: true, Duration: 300 * time.Millisecond, N: 300, Out: out,
 		Concurrencies: []int{1, 16, 64}, LimitDuration: 200 * time.Millisecond,
 		ListDuration: 100 * time.Millisecond, CPUProfile: filepath.Join(out, "cpu.pprof"),
-		BulkBatch: 20, // FerretDB upserts scan the collection; under -race 3x500 of them take minutes
+		BulkBatch: 20, // keeps the raw bulk-write limit short under -race
 	}, &table, &progress)
 	if err != nil {
 		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
@@ -45,7 +45,7 @@ func TestShortRunWritesEverySection(t *testing.T) {
 	if err := json.Unmarshal(b, &sections); err != nil {
 		t.Fatalf("latest.json: %v", err)
 	}
-	for _, s := range []string{"machine", "stack", "creates", "projectionLag", "seed", "list", "replay", "limits", "ratios", "targets", "competitor"} {
+	for _, s := range []string{"machine", "stack", "creates", "projectionLag", "seed", "list", "updates", "replay", "limits", "ratios", "targets", "competitor"} {
 		if v, ok := sections[s]; !ok || string(v) == "null" {
 			t.Errorf("latest.json has no %q section", s)
 		}
@@ -81,8 +81,17 @@ func TestShortRunWritesEverySection(t *testing.T) {
 	if len(rep.Limits.Publish) == 0 || rep.Limits.BulkUpsert.Ops == 0 || rep.Limits.BulkInsert.Ops == 0 || len(rep.Limits.Sealer) == 0 {
 		t.Errorf("limits incomplete: %+v", rep.Limits)
 	}
-	if len(rep.Targets) != 5 {
-		t.Errorf("targets: %d, want the issue's 5", len(rep.Targets))
+	if len(rep.Targets) != 9 {
+		t.Errorf("targets: %d, want the issues' 9", len(rep.Targets))
+	}
+	for _, c := range rep.Creates {
+		if c.CPUPerCreateUs <= 0 {
+			t.Errorf("create phase at c=%d: no CPU time per create", c.Concurrency)
+		}
+	}
+	u := rep.Updates
+	if u.Patch.Ops == 0 || u.Lag.Lag.Samples == 0 || u.Tested.Events == 0 || u.StoreGet.Samples == 0 || u.RSSBytes == 0 {
+		t.Errorf("updates incomplete: %+v", u)
 	}
 	if fi, err := os.Stat(filepath.Join(out, "cpu.pprof")); err != nil || fi.Size() == 0 {
 		t.Errorf("cpu profile not written: %v", err)

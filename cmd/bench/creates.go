@@ -89,6 +89,12 @@ type CreateResult struct {
 	// DrainSeconds is how long the projector needed, after the phase, to
 	// reflect every create of the phase in the read model.
 	DrainSeconds float64 `json:"drainSeconds"`
+	// CPUSeconds is the process's CPU time (user + system, getrusage) over
+	// the phase: client, API, NATS, read model and projector together;
+	// CPUPerCreateUs is that over the creates. It moves far less with the
+	// machine's other work than creates/s.
+	CPUSeconds     float64 `json:"cpuSeconds"`
+	CPUPerCreateUs float64 `json:"cpuPerCreateUs"`
 }
 
 func (c *creator) closedLoop(ctx context.Context, conc int, d time.Duration) CreateResult {

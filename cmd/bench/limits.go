@@ -16,9 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/internal/sealer/devseal"
@@ -156,43 +153,45 @@ func rawPublish(ctx context.Context, st *stack, runID string, size int, d time.D
 // projector's batches (bootstrap.ProjectorBatch).
 const defaultBulkBatch = 500
 
-// rawBulkUpsert measures BulkWrite of bulkUpsertBatch (defaultBulkBatch unless a test asks for less) ReplaceOne upserts of
-// read-model-sized documents (a real one, under new ids) into a scratch
-// collection of the read model's server, from one writer like the projector.
+// rawBulkUpsert measures the read-model store's own bulk writes of
+// bulkUpsertBatch (defaultBulkBatch unless a test asks for less)
+// read-model-sized documents (a real one, under new ids) into a scratch read
+// model of the service's kind, from one writer like the projector: unguarded
+// upserts (Overwrite, what replay recovers with) and guarded inserts (Write
+// of new documents, what the projector does for creates).
 func rawBulkUpsert(ctx context.Context, st *stack, runID string, sample *readmodel.Document, d time.Duration, bulkUpsertBatch int) (RateResult, RateResult, error) {
-	db := st.mongo.Database("connreg_scratch_" + runID)
-	defer func() { _ = db.Drop(context.Background()) }()
-	coll := db.Collection("scratch")
+	repo, drop, err := st.scratchReadModel(ctx, "connreg_scratch_"+runID)
+	if err != nil {
+		return RateResult{}, RateResult{}, err
+	}
+	defer drop()
 	r := hammerMin(ctx, 1, d, 3, func(ctx context.Context, _ int, i int64) (int, error) {
-		models := make([]mongo.WriteModel, 0, bulkUpsertBatch)
+		docs := make([]*readmodel.Document, 0, bulkUpsertBatch)
 		for j := range bulkUpsertBatch {
 			doc := *sample
 			doc.ID = fmt.Sprintf("%s-%d-%d", runID, i, j)
-			models = append(models, mongo.NewReplaceOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: doc.ID}}).SetReplacement(&doc).SetUpsert(true))
+			docs = append(docs, &doc)
 		}
-		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		if err != nil {
+		if err := repo.Overwrite(ctx, docs); err != nil {
 			return 0, err
 		}
-		return int(res.UpsertedCount + res.ModifiedCount), nil
+		return len(docs), nil
 	})
-	r.Name = fmt.Sprintf("BulkWrite %d ReplaceOne upserts (new ids)", bulkUpsertBatch)
+	r.Name = fmt.Sprintf("Overwrite of %d documents (upserts, new ids)", bulkUpsertBatch)
 	r.BatchSize = bulkUpsertBatch
 	ins := hammerMin(ctx, 1, d, 3, func(ctx context.Context, _ int, i int64) (int, error) {
-		models := make([]mongo.WriteModel, 0, bulkUpsertBatch)
+		writes := make([]readmodel.Write, 0, bulkUpsertBatch)
 		for j := range bulkUpsertBatch {
 			doc := *sample
 			doc.ID = fmt.Sprintf("%s-ins-%d-%d", runID, i, j)
-			models = append(models, mongo.NewInsertOneModel().SetDocument(&doc))
+			writes = append(writes, readmodel.Write{Doc: &doc})
 		}
-		res, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		if err != nil {
+		if err := repo.Write(ctx, writes); err != nil {
 			return 0, err
 		}
-		return int(res.InsertedCount), nil
+		return len(writes), nil
 	})
-	ins.Name = fmt.Sprintf("BulkWrite %d InsertOne (new ids)", bulkUpsertBatch)
+	ins.Name = fmt.Sprintf("Write of %d new documents (guarded inserts)", bulkUpsertBatch)
 	ins.BatchSize = bulkUpsertBatch
 	return r, ins, nil
 }

@@ -1,6 +1,6 @@
 // Command bench shows how fast the registry is and how close it runs to the
 // machine's limits. It boots the whole service as cmd/api does (embedded
-// NATS, FerretDB and development sealer in a temporary DATA_DIR, or the
+// NATS, SQLite read model and development sealer in a temporary DATA_DIR, or the
 // servers named by NATS_URL, MONGO_URI and VAULT_ADDR), serves its real HTTP
 // handler on a loopback socket and drives it with Go HTTP clients. Next to
 // every headline figure it measures the raw ceiling of the part underneath
@@ -45,6 +45,17 @@ type benchOptions struct {
 	ListS         float64       `json:"listSeconds"`
 	// BulkBatch is the size of one raw bulk write; defaultBulkBatch when 0.
 	BulkBatch int `json:"bulkBatch"`
+	// Scale runs at 1,000,000 connections (N) instead of 100,000.
+	Scale bool `json:"scale"`
+	// Vault repeats the create phases on a second service sealing through
+	// the repository's own Vault dev server (bin/vault), Vault's CPU counted.
+	Vault bool `json:"vault"`
+	// UpdateConcurrency is the closed-loop PATCH concurrency, UpdateRate the
+	// open-loop PATCH rate of the update lag, TestedEvents how many
+	// connection.tested.v1 events the update phase projects.
+	UpdateConcurrency int     `json:"updateConcurrency"`
+	UpdateRate        float64 `json:"updateRate"`
+	TestedEvents      int     `json:"testedEvents"`
 }
 
 func main() {
@@ -56,6 +67,8 @@ func main() {
 	flag.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the create phase at concurrency 64 to this file")
 	telemetryOnly := flag.Bool("telemetry-only", false, "only compare creates/s at concurrency 16 with telemetry off and on (observe.go)")
 	monitorOnly := flag.Bool("monitor", false, "measure only the connection monitor's cost (monitor.go; -cpuprofile profiles its window, and FILE.creates the creates beside it)")
+	flag.BoolVar(&o.Vault, "vault", false, "also run the create phases sealing through a Vault dev server (bin/vault, built by scripts/build-vault.sh)")
+	flag.BoolVar(&o.Scale, "scale", false, "1,000,000 connections for the list, update and replay phases (long: not for CI)")
 	flag.Parse()
 	o = o.withDefaults()
 
@@ -92,6 +105,21 @@ func (o benchOptions) withDefaults() benchOptions {
 		o.N = 100_000
 		if o.Short {
 			o.N = 10_000
+		}
+		if o.Scale {
+			o.N = 1_000_000
+		}
+	}
+	if o.UpdateConcurrency <= 0 {
+		o.UpdateConcurrency = 16
+	}
+	if o.UpdateRate <= 0 {
+		o.UpdateRate = 200
+	}
+	if o.TestedEvents <= 0 {
+		o.TestedEvents = 20_000
+		if o.Short {
+			o.TestedEvents = 2_000
 		}
 	}
 	if o.Out == "" {
@@ -133,7 +161,7 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 	defer os.RemoveAll(dir)
 
 	say("starting the service (DATA_DIR=%s)", dir)
-	st, err := startStack(ctx, dir, runID)
+	st, err := startStack(ctx, dir, runID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +190,12 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 			}
 		}
 		say("creates at concurrency %d for %s", conc, o.Duration)
+		cpu := cpuTime()
 		r := c.closedLoop(ctx, conc, o.Duration)
+		r.CPUSeconds = round((cpuTime() - cpu).Seconds())
+		if r.Created > 0 {
+			r.CPUPerCreateUs = round(float64((cpuTime() - cpu).Microseconds()) / float64(r.Created))
+		}
 		if stopProfile != nil {
 			if err := stopProfile(); err != nil {
 				return nil, err
@@ -172,8 +205,8 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 		drain, err := st.waitProjected(ctx, 5*time.Minute)
 		r.DrainSeconds = round(drain.Seconds())
 		rep.Creates = append(rep.Creates, r)
-		say("  %.0f creates/s, p50 %.2f ms, p99 %.2f ms, %d errors; projector drained in %.2fs",
-			r.PerSecond, r.Latency.P50Ms, r.Latency.P99Ms, r.Errors, drain.Seconds())
+		say("  %.0f creates/s, p50 %.2f ms, p99 %.2f ms, %d errors, %.0f µs CPU per create; projector drained in %.2fs",
+			r.PerSecond, r.Latency.P50Ms, r.Latency.P99Ms, r.Errors, r.CPUPerCreateUs, drain.Seconds())
 		if err != nil {
 			return nil, err
 		}
@@ -181,6 +214,14 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 
 	// 1b. The cost of telemetry, on fresh stacks of its own (observe.go).
 	telemetryPhase(ctx, o, runID, out, say)
+
+	// 1c. The same creates, sealed by Vault transit.
+	if o.Vault {
+		say("creates sealed through a Vault dev server (bin/vault), %s per concurrency", o.Duration)
+		if rep.VaultCreates, err = vaultCreates(ctx, o, runID, dir, say); err != nil {
+			return nil, fmt.Errorf("vault creates: %w", err)
+		}
+	}
 
 	// 2. Projection lag at half the peak create rate.
 	peak := 0.0
@@ -224,7 +265,20 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 		say("  %-32s p50 %.2f ms, p99 %.2f ms (%d samples, total %d)", q.Name, q.Latency.P50Ms, q.Latency.P99Ms, q.Latency.Samples, q.Total)
 	}
 
-	// 5. Replay the whole stream into a fresh read model.
+	// 5. Updates at that size.
+	ids, err := st.sampleIDs(ctx, 10_000)
+	if err != nil || len(ids) == 0 {
+		return nil, fmt.Errorf("no connection to update: %v", err)
+	}
+	say("updates: PATCH at concurrency %d, lag at %.0f PATCH/s, %d tested events, store reads; %s each", o.UpdateConcurrency, o.UpdateRate, o.TestedEvents, o.Duration)
+	if rep.Updates, err = updatePhase(ctx, st, ids, o.UpdateConcurrency, o.UpdateRate, o.Duration, o.TestedEvents); err != nil {
+		return nil, fmt.Errorf("updates: %w", err)
+	}
+	u := rep.Updates
+	say("  PATCH %.0f/s p99 %.2f ms; lag p50 %.2f ms p99 %.2f ms; tested %.0f/s; store get p99 %.3f ms; RSS %d MiB",
+		u.Patch.PerSecond, u.Patch.Latency.P99Ms, u.Lag.Lag.P50Ms, u.Lag.Lag.P99Ms, u.Tested.PerSecond, u.StoreGet.P99Ms, u.RSSBytes>>20)
+
+	// 6. Replay the whole stream into a fresh read model.
 	say("replaying the stream into a fresh read-model database")
 	rep.Replay, err = replay(ctx, st, runID)
 	if err != nil {
@@ -232,7 +286,7 @@ func run(ctx context.Context, o benchOptions, out, progress io.Writer) (_ *Repor
 	}
 	say("  %d events in %.2fs: %.0f events/s", rep.Replay.Events, rep.Replay.Seconds, rep.Replay.PerSecond)
 
-	// 6. The machine's limits.
+	// 7. The machine's limits.
 	ev, err := st.sampleEvent(ctx)
 	if err != nil {
 		return nil, err

@@ -191,7 +191,7 @@ func createsOnFreshStack(ctx context.Context, conc int, d time.Duration, runID s
 		return CreateResult{}, 0, err
 	}
 	defer os.RemoveAll(dir)
-	st, err := startStackWith(ctx, dir, runID, start)
+	st, err := startStackWith(ctx, dir, runID, nil, start)
 	if err != nil {
 		return CreateResult{}, 0, err
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/bootstrap"
-	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/internal/sealer/devseal"
 )
 
@@ -204,8 +203,8 @@ type ReplayResult struct {
 	PerSecond float64 `json:"perSecond"`
 }
 
-const replayMethod = "bootstrap.Replay (what `projector replay` runs) into a fresh read-model database: new " +
-	"generation collection with its indexes, a new durable consumer read with jetstream.CatchUp (batches of " +
+const replayMethod = "bootstrap.Replay (what `projector replay` runs) into a fresh read-model database of the service's kind: new " +
+	"generation collection (table) with its indexes, a new durable consumer read with jetstream.CatchUp (batches of " +
 	"bootstrap.ProjectorBatch, each acknowledged before the next fetch), readmodel.NewProjector keeping its own " +
 	"index (no store reads), then the guarded activation; timed from the call until it returns"
 
@@ -224,17 +223,16 @@ func replay(ctx context.Context, st *stack, runID string) (ReplayResult, error) 
 	}
 	dbName := "connreg_replay_" + runID
 	consumer := "bench-replay-" + runID
-	repo, err := mongostore.Open(ctx, st.svc.MongoURI, dbName, time.Minute)
+	repo, drop, err := st.scratchReadModel(ctx, dbName)
 	if err != nil {
 		return res, err
 	}
-	defer repo.Close(context.Background())
+	defer drop()
 	var out bootstrap.ReplayResult
 	defer func() {
 		if out.Consumer != "" {
 			_ = js.DeleteConsumer(context.Background(), events.StreamName, out.Consumer)
 		}
-		_ = st.mongo.Database(dbName).Drop(context.Background())
 	}()
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var batches atomic.Int64

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/connreg/registry/readmodel"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/bootstrap"
 	"github.com/connreg/registry/internal/httpapi"
+	"github.com/connreg/registry/readmodel"
 )
 
 // stack is the service under test, served on a real loopback socket, plus
@@ -44,16 +44,20 @@ type stack struct {
 // with its state in dataDir. NATS_URL, MONGO_URI and VAULT_ADDR (and the
 // other service variables) are honoured; MONGO_DATABASE defaults to a
 // bench-only database so an external MongoDB keeps its data.
-func startStack(ctx context.Context, dataDir, runID string) (*stack, error) {
-	return startStackWith(ctx, dataDir, runID, bootstrap.Start)
+func startStack(ctx context.Context, dataDir, runID string, env map[string]string) (*stack, error) {
+	return startStackWith(ctx, dataDir, runID, env, bootstrap.Start)
 }
 
 // startFunc starts the service (bootstrap.Start, or StartWith some telemetry).
 type startFunc func(context.Context, bootstrap.Config, *slog.Logger) (*bootstrap.Service, error)
 
-// startStackWith is startStack with another start function.
-func startStackWith(ctx context.Context, dataDir, runID string, start startFunc) (*stack, error) {
+// startStackWith is startStack with another start function. env overrides
+// the process environment.
+func startStackWith(ctx context.Context, dataDir, runID string, env map[string]string, start startFunc) (*stack, error) {
 	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
 		switch k {
 		case "DATA_DIR":
 			return dataDir
@@ -110,9 +114,11 @@ func startStackWith(ctx context.Context, dataDir, runID string, start startFunc)
 		s.close()
 		return nil, err
 	}
-	if s.mongo, err = mongo.Connect(options.Client().ApplyURI(s.svc.MongoURI).SetTimeout(time.Minute)); err != nil {
-		s.close()
-		return nil, err
+	if s.svc.MongoURI != "" {
+		if s.mongo, err = mongo.Connect(options.Client().ApplyURI(s.svc.MongoURI).SetTimeout(time.Minute)); err != nil {
+			s.close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -226,15 +232,36 @@ func (s *stack) readModelGet(ctx context.Context, id string) (*readmodel.Documen
 	if s.svc.Index != nil {
 		return s.svc.Index.Get(ctx, id)
 	}
-	return s.svc.ReadModel.Get(ctx, id)
+	return s.svc.ActiveReadModel().Get(ctx, id)
 }
 
 // readModelFirst lists one document where the API lists: from the index
-// when this process projects (the embedded store needs seconds to sort and
-// count 100,000 documents), from the store otherwise.
+// when this process keeps one (MongoDB with the projector in process), from
+// the store otherwise.
 func (s *stack) readModelFirst(ctx context.Context) (readmodel.ListResult, error) {
 	if s.svc.Index != nil {
 		return s.svc.Index.List(ctx, readModelFirst)
 	}
-	return s.svc.ReadModel.List(ctx, readModelFirst)
+	return s.svc.ActiveReadModel().List(ctx, readModelFirst)
+}
+
+// scratchReadModel opens an empty read model of the service's kind beside
+// its own (a database of the same MongoDB, or a SQLite file in its own
+// directory) and a function that closes and removes it.
+func (s *stack) scratchReadModel(ctx context.Context, name string) (bootstrap.ReadModel, func(), error) {
+	cfg := s.cfg
+	cfg.Timeout = time.Minute
+	cfg.MongoDatabase = name
+	cfg.DataDir = filepath.Join(s.cfg.DataDir, name)
+	repo, err := bootstrap.OpenReadModel(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return repo, func() {
+		_ = repo.Close(context.Background())
+		if s.mongo != nil {
+			_ = s.mongo.Database(name).Drop(context.Background())
+		}
+		_ = os.RemoveAll(cfg.DataDir)
+	}, nil
 }

@@ -1,7 +1,9 @@
-// Command projector builds the MongoDB read model from the event stream, on
-// its own, against NATS_URL and MONGO_URI (+ MONGO_DATABASE). Run it when the
-// API runs with PROJECTOR=off. replay and verify also run against the
-// embedded stack under DATA_DIR, in this process, while the API is stopped.
+// Command projector builds the read model from the event stream, on its own,
+// against NATS_URL and MONGO_URI (+ MONGO_DATABASE), or without MONGO_URI the
+// embedded SQLite read model under DATA_DIR (which the API of the same
+// DATA_DIR shares). Run it when the API runs with PROJECTOR=off. replay and
+// verify also run against the embedded NATS under DATA_DIR, in this process,
+// while the API is stopped.
 //
 //	projector          run the live projector (follows replayed generations)
 //	projector replay   rebuild the read model from the first event into a new

@@ -30,7 +30,7 @@ type Config struct {
 	// standalone projector's lease lives without renewal: a standby takes
 	// over about this long after the active projector died.
 	ProjectorLease time.Duration
-	MongoURI       string // MONGO_URI: external MongoDB; empty: embedded FerretDB
+	MongoURI       string // MONGO_URI: external MongoDB; empty: embedded SQLite under DataDir
 	MongoDatabase  string // MONGO_DATABASE, default "connreg"
 	VaultAddr      string // VAULT_ADDR: Vault transit sealer; empty: development sealer
 	Projector      bool   // PROJECTOR: "embedded" (default) runs it in-process, "off" leaves it to cmd/projector

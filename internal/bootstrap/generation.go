@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -14,9 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
-	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
-	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
@@ -26,7 +23,7 @@ import (
 // A generation is one complete read model: its own collection (generation 0
 // is "connections", generation N "connections_gN") filled by its own durable
 // consumer ("readmodel-projector", "readmodel-projector-gN"). The meta
-// document (mongostore.MetaCollection) names the active one. Replay builds
+// document (readmodel.GenerationCollection) names the active one. Replay builds
 // generation N+1 next to the active generation N while the service keeps
 // serving from N, then activates N+1 with one guarded update of the meta
 // document. The live projectors and the API processes look at the meta
@@ -59,16 +56,18 @@ func consumerFor(base string, gen int) string {
 // liveReadModel is the repository of the active generation, switched in one
 // step: the projector's store and the API's reader.
 type liveReadModel struct {
-	cur atomic.Pointer[mongostore.Repository]
+	cur atomic.Pointer[ReadModel]
 }
 
-func newLiveReadModel(r *mongostore.Repository) *liveReadModel {
+func newLiveReadModel(r ReadModel) *liveReadModel {
 	l := &liveReadModel{}
-	l.cur.Store(r)
+	l.switchTo(r)
 	return l
 }
 
-func (l *liveReadModel) repo() *mongostore.Repository { return l.cur.Load() }
+func (l *liveReadModel) repo() ReadModel { return *l.cur.Load() }
+
+func (l *liveReadModel) switchTo(r ReadModel) { l.cur.Store(&r) }
 
 func (l *liveReadModel) Documents(ctx context.Context, ids []string) (map[string]*readmodel.Document, error) {
 	return l.repo().Documents(ctx, ids)
@@ -102,7 +101,7 @@ func (w *generationWatermark) WaitFor(ctx context.Context, seq uint64) error {
 
 // ActiveReadModel is the repository of the read-model generation this
 // service reads now (ReadModel is the one Open returned, generation 0's).
-func (s *Service) ActiveReadModel() *mongostore.Repository { return s.live.repo() }
+func (s *Service) ActiveReadModel() ReadModel { return s.live.repo() }
 
 // openGeneration finds the active generation and points the service's live
 // read model at it.
@@ -122,8 +121,8 @@ func (s *Service) openGeneration(ctx context.Context) error {
 // switchTo is a generation a live projector is about to move to, with its
 // documents loaded.
 type switchTo struct {
-	meta mongostore.Meta
-	repo *mongostore.Repository
+	meta readmodel.Generation
+	repo ReadModel
 	idx  *readmodel.Index
 }
 
@@ -131,15 +130,15 @@ type switchTo struct {
 // generation's durable consumer into it and follows the generation changes
 // replay makes, until ctx ends. idx (nil: none) is the index the projector
 // keeps; it is replaced by the new generation's documents at a switch.
-func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongostore.Repository, live *liveReadModel,
-	proj *readmodel.Projector, idx *readmodel.Index, meta mongostore.Meta, logger *slog.Logger, tel *telemetry.Telemetry) error {
+func projectGenerations(ctx context.Context, js jetstream.JetStream, base ReadModel, live *liveReadModel,
+	proj *readmodel.Projector, idx *readmodel.Index, meta readmodel.Generation, logger *slog.Logger, tel *telemetry.Telemetry) error {
 	handle := tel.Projection(proj.Project)
 	// Events parked before this start are acknowledged and will not come
 	// back: say so at every start, so that a connection missing from lists
 	// is never a silent loss.
 	if n, err := base.ParkedCount(ctx); err == nil && n > 0 {
 		logger.Warn("the read model has parked events: their connections are missing or stale in lists",
-			"parkedEvents", n, "collection", mongostore.ParkedCollection)
+			"parkedEvents", n, "collection", "parked_events")
 	}
 	retry := eventstore.NewBackoff(time.Second, 30*time.Second)
 	for {
@@ -163,7 +162,7 @@ func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongo
 				time.Sleep(GenerationPoll)
 				continue // still on the old generation; the watcher finds the new one again
 			}
-			live.cur.Store(s.repo)
+			live.switchTo(s.repo)
 			if idx != nil {
 				idx.ReplaceWith(s.idx)
 			}
@@ -192,7 +191,7 @@ func projectGenerations(ctx context.Context, js jetstream.JetStream, base *mongo
 // watchGeneration looks at the meta document every GenerationPoll and, when
 // another generation than meta's is active, loads it (its documents into a
 // new index when loadIndex) and calls found once.
-func watchGeneration(ctx context.Context, base *mongostore.Repository, meta mongostore.Meta, loadIndex bool, logger *slog.Logger, found func(switchTo)) {
+func watchGeneration(ctx context.Context, base ReadModel, meta readmodel.Generation, loadIndex bool, logger *slog.Logger, found func(switchTo)) {
 	t := time.NewTicker(GenerationPoll)
 	defer t.Stop()
 	for {
@@ -237,7 +236,7 @@ func (s *Service) followGenerations(ctx context.Context, js jetstream.JetStream,
 				return
 			}
 			wm.cur.Store(eventstore.NewConsumerWatermark(js, sw.meta.Consumer))
-			s.live.cur.Store(sw.repo)
+			s.live.switchTo(sw.repo)
 			s.logger.Info("reading a new read-model generation", "generation", sw.meta.Generation, "collection", sw.meta.Collection)
 			meta = sw.meta
 		}
@@ -296,7 +295,7 @@ type ReplayOptions struct {
 //   - A read-model outage pauses the replay (the batch is retried); it never
 //     skips an event. An event that cannot be applied is parked, as the live
 //     projector parks it.
-func Replay(ctx context.Context, js jetstream.JetStream, base *mongostore.Repository, logger *slog.Logger, opts ReplayOptions) (ReplayResult, error) {
+func Replay(ctx context.Context, js jetstream.JetStream, base ReadModel, logger *slog.Logger, opts ReplayOptions) (ReplayResult, error) {
 	if opts.Consumer == "" {
 		opts.Consumer = eventstore.ProjectorConsumer
 	}
@@ -312,7 +311,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 
 	// Take the lease on the generation to build, waiting for a crashed
 	// replay's lease to run out.
-	var meta mongostore.Meta
+	var meta readmodel.Generation
 	for {
 		var err error
 		if meta, err = base.Active(ctx, opts.Consumer); err != nil {
@@ -327,7 +326,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, mongostore.ErrGenerationMoved) {
+		if !errors.Is(err, readmodel.ErrGenerationMoved) {
 			return res, err
 		}
 		logger.Warn("another replay holds the lease; waiting for it to finish or expire",
@@ -347,7 +346,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 		}
 	}()
 	res.Previous = meta.Generation
-	res.Collection = mongostore.CollectionFor(res.Generation)
+	res.Collection = base.CollectionFor(res.Generation)
 	res.Consumer = consumerFor(opts.Consumer, res.Generation)
 
 	// Renew the lease while the replay runs; losing it stops the replay.
@@ -364,7 +363,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 			}
 			now := opts.Now()
 			if err := base.Lease(rctx, opts.Consumer, meta.Generation, res.Generation, owner, now.Add(replayLease), now); err != nil {
-				if errors.Is(err, mongostore.ErrGenerationMoved) {
+				if errors.Is(err, readmodel.ErrGenerationMoved) {
 					cancel(fmt.Errorf("replay lease lost: %w", err))
 					return
 				}
@@ -426,7 +425,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 		}
 		return res, fmt.Errorf("replay of generation %d stopped after %d events (rerun to resume): %w", res.Generation, lastProgress, err)
 	}
-	next := mongostore.Meta{Generation: res.Generation, Collection: res.Collection, Consumer: res.Consumer}
+	next := readmodel.Generation{Generation: res.Generation, Collection: res.Collection, Consumer: res.Consumer}
 	if err := base.Activate(rctx, meta.Generation, owner, next, opts.Now()); err != nil {
 		return res, fmt.Errorf("replay: activate generation %d: %w", res.Generation, err)
 	}
@@ -475,7 +474,7 @@ type VerifyResult struct {
 // read model. A document whose Sequence is past Through changed while Verify
 // ran and is left out (counted in Later); any other document must equal its
 // fold exactly. It reads the stream once, in order, and the collection once.
-func Verify(ctx context.Context, js jetstream.JetStream, base *mongostore.Repository, consumer0 string) (VerifyResult, error) {
+func Verify(ctx context.Context, js jetstream.JetStream, base ReadModel, consumer0 string) (VerifyResult, error) {
 	if consumer0 == "" {
 		consumer0 = eventstore.ProjectorConsumer
 	}
@@ -537,12 +536,14 @@ func Verify(ctx context.Context, js jetstream.JetStream, base *mongostore.Reposi
 	return res, nil
 }
 
-// connectStandalone connects the projector's subcommands to NATS_URL and
-// MONGO_URI, or, for either left empty, to the embedded server started here,
-// in this process, on the state under DATA_DIR: the embedded servers of a
-// running API have no listener anyone else may use, so the API must be
-// stopped first (its DATA_DIR lock refuses a second process).
-func connectStandalone(ctx context.Context, cfg Config, name string, logger *slog.Logger) (js jetstream.JetStream, repo *mongostore.Repository, closeAll func(), err error) {
+// connectStandalone connects the projector's subcommands to NATS_URL, or,
+// when it is empty, to the embedded nats-server started here, in this
+// process, on the state under DATA_DIR (the embedded servers of a running API
+// have no listener anyone else may use, so the API must be stopped first: its
+// DATA_DIR lock refuses a second process), and to the read model: MONGO_URI,
+// or the embedded SQLite file under DATA_DIR, which a running API shares
+// (WAL mode, one writer at a time).
+func connectStandalone(ctx context.Context, cfg Config, name string, logger *slog.Logger) (js jetstream.JetStream, repo ReadModel, closeAll func(), err error) {
 	var closers []func()
 	closeAll = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -554,10 +555,10 @@ func connectStandalone(ctx context.Context, cfg Config, name string, logger *slo
 			closeAll()
 		}
 	}()
-	if cfg.NATSURL == "" || cfg.MongoURI == "" {
+	if cfg.NATSURL == "" {
 		if addr := apiAnswersOn(cfg.HTTPAddr); addr != "" {
-			return nil, nil, nil, fmt.Errorf("%w on %s (HTTP_ADDR) and NATS_URL or MONGO_URI is empty: stop the API "+
-				"before running this against its embedded stack under DATA_DIR=%s, or set both to the servers it uses",
+			return nil, nil, nil, fmt.Errorf("%w on %s (HTTP_ADDR) and NATS_URL is empty: stop the API "+
+				"before running this against its embedded NATS under DATA_DIR=%s, or set NATS_URL to the server it uses",
 				ErrAPIRunning, addr, cfg.DataDir)
 		}
 	}
@@ -572,26 +573,15 @@ func connectStandalone(ctx context.Context, cfg Config, name string, logger *slo
 	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		return nil, nil, nil, err
 	}
-	uri := cfg.MongoURI
-	if uri == "" {
-		dir := filepath.Join(cfg.DataDir, "readmodel")
-		m, err := devstack.StartPrivateMongo(dir, slog.New(levelFloor{logger.Handler(), slog.LevelError}))
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		closers = append(closers, m.Shutdown)
-		uri = m.URI()
-		logger.Info("embedded FerretDB started on the state under DATA_DIR", "dir", dir)
-	}
-	if repo, err = mongostore.Open(ctx, uri, cfg.MongoDatabase, cfg.Timeout); err != nil {
-		return nil, nil, nil, fmt.Errorf("MONGO_URI: %w", err)
+	if repo, err = OpenReadModel(ctx, cfg); err != nil {
+		return nil, nil, nil, err
 	}
 	closers = append(closers, func() { _ = repo.Close(context.Background()) })
 	return js, repo, closeAll, nil
 }
 
-// ReplayFromConfig runs Replay against NATS_URL and MONGO_URI (or the
-// embedded stack under DATA_DIR): `projector replay`.
+// ReplayFromConfig runs Replay against NATS_URL (or the embedded NATS under
+// DATA_DIR) and the read model: `projector replay`.
 func ReplayFromConfig(ctx context.Context, cfg Config, logger *slog.Logger, progress func(ReplayProgress)) (ReplayResult, error) {
 	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-replay", logger)
 	if err != nil {
@@ -601,8 +591,8 @@ func ReplayFromConfig(ctx context.Context, cfg Config, logger *slog.Logger, prog
 	return Replay(ctx, js, repo, logger, ReplayOptions{Progress: progress})
 }
 
-// VerifyFromConfig runs Verify against NATS_URL and MONGO_URI (or the
-// embedded stack under DATA_DIR): `projector verify`.
+// VerifyFromConfig runs Verify against NATS_URL (or the embedded NATS under
+// DATA_DIR) and the read model: `projector verify`.
 func VerifyFromConfig(ctx context.Context, cfg Config, logger *slog.Logger) (VerifyResult, error) {
 	js, repo, closeAll, err := connectStandalone(ctx, cfg, "connreg-verify", logger)
 	if err != nil {

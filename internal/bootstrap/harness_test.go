@@ -251,3 +251,13 @@ func externalMongo(t *testing.T) *devstack.Mongo {
 	t.Cleanup(m.Shutdown)
 	return m
 }
+
+// liveDocuments is how many live connections the service's read model holds.
+func (h *harness) liveDocuments() int64 {
+	h.t.Helper()
+	n, err := h.svc.LiveDocuments(h.t.Context())
+	if err != nil {
+		return -1
+	}
+	return n
+}

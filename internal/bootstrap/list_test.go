@@ -131,7 +131,7 @@ func TestCursorPagingIsStableUnderConcurrentInserts(t *testing.T) {
 	wg.Wait()
 	// Paging is what is under test, not projection lag (slow under -race):
 	// start once the read model holds every connection.
-	eventually(t, "projection of the 1,000", func() bool { return h.svc.Index.Len() >= n })
+	eventually(t, "projection of the 1,000", func() bool { return h.liveDocuments() >= int64(n) })
 
 	stop := make(chan struct{})
 	inserted := make(chan struct{})

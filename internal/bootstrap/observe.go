@@ -15,7 +15,6 @@ import (
 
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/eventstore"
-	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/internal/sealer/vault"
 	"github.com/connreg/registry/internal/telemetry"
 )
@@ -34,7 +33,7 @@ const (
 // one it has not acknowledged.
 type lagWatch struct {
 	js    jetstream.JetStream
-	meta  *mongostore.Repository // the generations' meta document names the consumer
+	meta  ReadModel // the generations' meta document names the consumer
 	tel   *telemetry.Telemetry
 	known atomic.Int64 // unix nanoseconds of the last successful measurement
 }
@@ -105,7 +104,7 @@ func (l *lagWatch) check(context.Context) error {
 
 // readiness builds the /readyz checks. Their errors are the registry's own
 // wording (a dependency's error text may name hosts or users).
-func readiness(nc *nats.Conn, js jetstream.JetStream, repo func() *mongostore.Repository, sealer *vault.Sealer, lag *lagWatch) *telemetry.Readiness {
+func readiness(nc *nats.Conn, js jetstream.JetStream, repo func() ReadModel, sealer *vault.Sealer, lag *lagWatch) *telemetry.Readiness {
 	checks := []*telemetry.Check{
 		{Name: "eventStore", Run: func(ctx context.Context) error {
 			if !nc.IsConnected() {
@@ -172,7 +171,7 @@ func (s *Service) readiness(ctx context.Context, js jetstream.JetStream, nc *nat
 // serveOps serves /healthz, /readyz and /metrics on addr ("off": nothing)
 // for the standalone projector, which has no API port; the returned func
 // stops it.
-func serveOps(ctx context.Context, addr string, nc *nats.Conn, js jetstream.JetStream, repo *mongostore.Repository,
+func serveOps(ctx context.Context, addr string, nc *nats.Conn, js jetstream.JetStream, repo ReadModel,
 	tel *telemetry.Telemetry, logger *slog.Logger) (func(), error) {
 	if addr == "off" {
 		return func() {}, nil
@@ -189,7 +188,7 @@ func serveOps(ctx context.Context, addr string, nc *nats.Conn, js jetstream.JetS
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	mux.Handle("GET /readyz", readiness(nc, js, func() *mongostore.Repository { return repo }, nil, lag))
+	mux.Handle("GET /readyz", readiness(nc, js, func() ReadModel { return repo }, nil, lag))
 	mux.Handle("GET /metrics", tel.MetricsHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()

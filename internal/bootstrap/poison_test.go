@@ -35,9 +35,13 @@ func poisonCreated(id, name, key string) events.Event {
 // must park each with the store's reason and a log line, write the rest of
 // its batch, and keep projecting: every later create appears in lists. After
 // a restart the parked events are still there and the start says so.
+//
+// The refusal is MongoDB's (the embedded SQLite store can store any key), so
+// the service runs on MONGO_URI, a FerretDB of the test's own.
 func TestPoisonEventInTheStreamIsParkedAndTheProjectorGoesOn(t *testing.T) {
 	dir := t.TempDir()
-	h := startService(t, dir, nil)
+	env := map[string]string{"MONGO_URI": externalMongo(t).URI()}
+	h := startService(t, dir, env)
 	if res := h.create(validBody("before-poison")); res.status != http.StatusCreated {
 		t.Fatalf("%d %s", res.status, res.body)
 	}
@@ -106,7 +110,7 @@ func TestPoisonEventInTheStreamIsParkedAndTheProjectorGoesOn(t *testing.T) {
 	}
 
 	h.stop()
-	h2 := startService(t, dir, nil)
+	h2 := startService(t, dir, env)
 	if res := h2.create(validBody("after-restart")); res.status != http.StatusCreated {
 		t.Fatalf("%d %s", res.status, res.body)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,10 +48,10 @@ func listeningSockets(t *testing.T) map[string]bool {
 	return out
 }
 
-// TestEmbeddedServersListenOnNoPort: the embedded nats-server and FerretDB
-// ask for no credentials, so the service must keep them to itself: starting
-// it with the embedded defaults opens no TCP listener, and the read model's
-// socket lives in a folder only this user may enter. `projector verify`
+// TestEmbeddedServersListenOnNoPort: the embedded nats-server asks for no
+// credentials, so the service must keep it to itself: starting it with the
+// embedded defaults opens no TCP listener, and the read model (a SQLite file)
+// lives in a folder only this user may enter. `projector verify`
 // still reaches the embedded stack, in its own process, once the API has
 // stopped.
 func TestEmbeddedServersListenOnNoPort(t *testing.T) {
@@ -74,14 +73,14 @@ func TestEmbeddedServersListenOnNoPort(t *testing.T) {
 	if svc.NATSURL != "" {
 		t.Errorf("the embedded nats-server has a client URL: %s", svc.NATSURL)
 	}
-	host, _, _ := strings.Cut(strings.TrimPrefix(svc.MongoURI, "mongodb://"), "/")
-	sock, err := url.PathUnescape(host)
-	if err != nil || !strings.HasPrefix(sock, "/") {
-		t.Fatalf("the read model is not on a unix socket: %s", svc.MongoURI)
+	// The embedded read model is a SQLite file: no server, no socket at all,
+	// in a folder only this user may enter.
+	if svc.MongoURI != "" || svc.SQLiteFile == "" {
+		t.Fatalf("the embedded read model is not a private SQLite file: MONGO_URI %q, file %q", svc.MongoURI, svc.SQLiteFile)
 	}
-	fi, err := os.Stat(filepath.Dir(sock))
+	fi, err := os.Stat(filepath.Dir(svc.SQLiteFile))
 	if err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("the socket's folder: %v %v, want 0700", fi.Mode(), err)
+		t.Fatalf("the read model's folder: %v %v, want 0700", fi.Mode(), err)
 	}
 	nc, err := svc.ConnectNATS()
 	if err != nil {

@@ -12,12 +12,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/internal/eventstore"
-	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
 
-// RunProjector runs the projector alone against an external NATS and MongoDB
+// RunProjector runs the projector alone against an external NATS and MongoDB (or the
+// embedded SQLite read model under DATA_DIR)
 // until ctx ends: the process behind `cmd/projector`. Several may run (one
 // per node, say): they share a lease (eventstore.Lease) and only its holder
 // consumes; a standby takes over about PROJECTOR_LEASE_TTL after the holder
@@ -27,9 +27,6 @@ import (
 func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.NATSURL == "" {
 		return errors.New("NATS_URL: required to run the projector on its own")
-	}
-	if cfg.MongoURI == "" {
-		return errors.New("MONGO_URI: required to run the projector on its own")
 	}
 	nc, err := connectNATS(cfg, nil, "connreg-projector", logger)
 	if err != nil {
@@ -43,9 +40,9 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if _, err := ensureStream(ctx, js, cfg, logger); err != nil {
 		return err
 	}
-	repo, err := mongostore.Open(ctx, cfg.MongoURI, cfg.MongoDatabase, cfg.Timeout)
+	repo, err := OpenReadModel(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("MONGO_URI: %w", err)
+		return err
 	}
 	defer repo.Close(context.Background())
 	// Probes and metrics serve for the whole process, standby included.
@@ -91,7 +88,7 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // projectLeased runs the live projector of the active generation while ctx
 // lasts (the lease is held).
-func projectLeased(ctx context.Context, js jetstream.JetStream, repo *mongostore.Repository, logger *slog.Logger, tel *telemetry.Telemetry) error {
+func projectLeased(ctx context.Context, js jetstream.JetStream, repo ReadModel, logger *slog.Logger, tel *telemetry.Telemetry) error {
 	meta, err := repo.Active(ctx, eventstore.ProjectorConsumer)
 	if err != nil {
 		return err
@@ -102,11 +99,17 @@ func projectLeased(ctx context.Context, js jetstream.JetStream, repo *mongostore
 		return err
 	}
 	p.OnParked(tel.Parked)
-	idx := readmodel.NewIndex()
-	if err := live.repo().Each(ctx, idx.Put); err != nil {
-		return fmt.Errorf("load the projector's index: %w", err)
+	if err := restartLostReadModel(ctx, js, live.repo(), meta, logger); err != nil {
+		return err
 	}
-	p.KeepIndex(idx)
+	var idx *readmodel.Index
+	if _, embedded := repo.(sqliteReadModel); !embedded {
+		idx = readmodel.NewIndex()
+		if err := live.repo().Each(ctx, idx.Put); err != nil {
+			return fmt.Errorf("load the projector's index: %w", err)
+		}
+		p.KeepIndex(idx)
+	}
 	logger.Info("projector running", "generation", meta.Generation, "collection", meta.Collection, "consumer", meta.Consumer)
 	return projectGenerations(ctx, js, repo, live, p, idx, meta, logger, tel)
 }

@@ -8,8 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net/http"
 	"os"
@@ -21,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	_ "modernc.org/sqlite"
 )
 
 // clientCertificate makes a self-signed client certificate and its key.
@@ -113,26 +116,10 @@ func TestNoPlaintextSecretAnywhere(t *testing.T) {
 		}
 	}
 
-	client, err := mongo.Connect(options.Client().ApplyURI(h.svc.MongoURI))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(context.Background())
-	db := client.Database("connreg")
-	names, err := db.ListCollectionNames(t.Context(), bson.D{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	docs := 0
-	for _, n := range names {
-		cur, err := db.Collection(n).Find(t.Context(), bson.D{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for cur.Next(t.Context()) {
-			docs++
-			check("read-model document in "+n, cur.Current)
-		}
+	for where, row := range readModelRows(t, h) {
+		docs++
+		check(where, row)
 	}
 	if docs == 0 {
 		t.Fatal("no read-model document to check")
@@ -143,7 +130,7 @@ func TestNoPlaintextSecretAnywhere(t *testing.T) {
 	// A positive control: the scan must see the data it looks through, so the
 	// connection's clear fields appear in both stores' files.
 	seenIn := map[string]bool{}
-	err = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}
@@ -164,4 +151,71 @@ func TestNoPlaintextSecretAnywhere(t *testing.T) {
 	if files < 3 || !seenIn["nats"] || !seenIn["readmodel"] {
 		t.Fatalf("the scan of %d files did not see the connection in both stores: %v", files, seenIn)
 	}
+}
+
+// readModelRows returns every row (or document) of every table (or
+// collection) of the service's read model, keyed by where it was found.
+func readModelRows(t *testing.T, h *harness) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	if h.svc.MongoURI != "" {
+		client, err := mongo.Connect(options.Client().ApplyURI(h.svc.MongoURI))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Disconnect(context.Background())
+		db := client.Database("connreg")
+		names, err := db.ListCollectionNames(t.Context(), bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			cur, err := db.Collection(n).Find(t.Context(), bson.D{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; cur.Next(t.Context()); i++ {
+				out[fmt.Sprintf("read-model document %d in %s", i, n)] = bytes.Clone(cur.Current)
+			}
+		}
+		return out
+	}
+	db, err := sql.Open("sqlite", "file:"+h.svc.SQLiteFile+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(t.Context(), `SELECT name FROM sqlite_schema WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, n)
+	}
+	rows.Close()
+	for _, table := range tables {
+		rows, err := db.QueryContext(t.Context(), `SELECT * FROM "`+table+`"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for i := 0; rows.Next(); i++ {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for k := range vals {
+				ptrs[k] = &vals[k]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			out[fmt.Sprintf("read-model row %d in %s", i, table)] = fmt.Appendf(nil, "%s", vals)
+		}
+		rows.Close()
+	}
+	return out
 }

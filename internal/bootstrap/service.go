@@ -20,7 +20,6 @@ import (
 	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/httpapi"
-	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/internal/sealer/devseal"
 	"github.com/connreg/registry/internal/sealer/vault"
 	"github.com/connreg/registry/internal/telemetry"
@@ -39,18 +38,20 @@ const (
 type Service struct {
 	Handler   http.Handler
 	Store     *eventstore.Store
-	ReadModel *mongostore.Repository
+	ReadModel ReadModel
 	Projector *readmodel.Projector
-	Index     *readmodel.Index // nil when the projector runs in another process
+	Index     *readmodel.Index // nil when the projector runs in another process or the read model is SQLite
 	NATSURL   string           // "" with the embedded nats-server: see ConnectNATS
-	MongoURI  string           // with the embedded FerretDB, a unix socket only this user may reach
+	MongoURI  string           // empty when the read model is the embedded SQLite database
+	// SQLiteFile is the embedded read model's database file (empty on MongoDB).
+	SQLiteFile string
 
 	nats *devstack.NATS // the embedded nats-server, nil with NATS_URL
 
 	logger     *slog.Logger
 	cfg        Config
-	live       *liveReadModel  // the active generation's repository (generation.go)
-	generation mongostore.Meta // the generation active at start
+	live       *liveReadModel       // the active generation's repository (generation.go)
+	generation readmodel.Generation // the generation active at start
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	closers    []func()
@@ -159,8 +160,15 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 	s.Projector.OnParked(tel.Parked)
 	var projection readmodel.Projection = s.Projector
 	var reader readmodel.Reader = s.live
-	if cfg.Projector {
-		// The projector of this process keeps an in-memory index for lists;
+	if _, embedded := s.ReadModel.(sqliteReadModel); embedded && cfg.Projector {
+		if err := restartLostReadModel(ctx, js, s.live.repo(), s.generation, logger); err != nil {
+			return nil, err
+		}
+		// SQLite answers lists and reads from its indexes: no copy in
+		// memory, and nothing to load at start.
+		s.RunProjector(runCtx, js)
+	} else if cfg.Projector {
+		// On MongoDB the projector of this process keeps an in-memory index for lists;
 		// it is loaded before the projector starts and kept by it after.
 		s.Index = readmodel.NewIndex()
 		start := time.Now()
@@ -257,26 +265,18 @@ func (s *Service) ConnectNATS(opts ...nats.Option) (*nats.Conn, error) {
 	return connectNATS(s.cfg, s.nats, "connreg", s.logger, opts...)
 }
 
-func (s *Service) openReadModel(ctx context.Context, cfg Config) (*mongostore.Repository, error) {
-	uri := cfg.MongoURI
-	if uri == "" {
-		dir := filepath.Join(cfg.DataDir, "readmodel")
-		// FerretDB logs whole wire messages at warning level; keep its errors only.
-		quiet := slog.New(s.logger.Handler()).With("component", "ferretdb")
-		m, err := devstack.StartPrivateMongo(dir, slog.New(levelFloor{quiet.Handler(), slog.LevelError}))
-		if err != nil {
-			return nil, err
-		}
-		s.closers = append(s.closers, m.Shutdown)
-		uri = m.URI()
-		s.logger.Info("embedded FerretDB (SQLite) started for the read model on a private unix socket", "uri", uri, "dir", dir)
-	}
-	s.MongoURI = uri
-	repo, err := mongostore.Open(ctx, uri, cfg.MongoDatabase, cfg.Timeout)
+// openReadModel opens MONGO_URI's read model, or the embedded SQLite one.
+func (s *Service) openReadModel(ctx context.Context, cfg Config) (ReadModel, error) {
+	repo, err := OpenReadModel(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("MONGO_URI: %w", err)
+		return nil, err
 	}
 	s.closers = append(s.closers, func() { _ = repo.Close(context.Background()) })
+	s.MongoURI = cfg.MongoURI
+	if sq, ok := repo.(sqliteReadModel); ok {
+		s.SQLiteFile = sq.Path()
+		s.logger.Info("embedded read model (SQLite)", "file", s.SQLiteFile)
+	}
 	return repo, nil
 }
 
@@ -335,24 +335,6 @@ func newID() string {
 		return uuid.NewString()
 	}
 	return id.String()
-}
-
-// levelFloor drops records below a level, whatever the wrapped handler allows.
-type levelFloor struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (l levelFloor) Enabled(ctx context.Context, level slog.Level) bool {
-	return level >= l.min && l.Handler.Enabled(ctx, level)
-}
-
-func (l levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return levelFloor{l.Handler.WithAttrs(attrs), l.min}
-}
-
-func (l levelFloor) WithGroup(name string) slog.Handler {
-	return levelFloor{l.Handler.WithGroup(name), l.min}
 }
 
 // indexedReader answers lists from the in-memory index and single reads from

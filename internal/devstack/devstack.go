@@ -1,10 +1,13 @@
-// Package devstack runs the embedded default: an in-process nats-server with
-// JetStream and an in-process FerretDB (SQLite backend) speaking the MongoDB
-// wire protocol, keeping their state under one folder, so that `go run
-// ./cmd/api` needs no external server. The service starts them private
-// (StartPrivateNATS, StartPrivateMongo): reachable by its own process only,
-// since neither asks for credentials. Tests also start them on loopback
-// (StartNATS, StartMongo) as stand-ins for external servers.
+// Package devstack runs embedded servers: an in-process nats-server with
+// JetStream (the embedded default's event store) and an in-process FerretDB
+// (SQLite backend) speaking the MongoDB wire protocol, keeping their state
+// under one folder. The service starts NATS private (StartPrivateNATS):
+// reachable by its own process only, since it asks for no credentials. The
+// service's embedded read model is internal/sqlitestore; FerretDB stays for
+// the tests of the MongoDB adapter (internal/mongostore) and of MONGO_URI
+// setups (StartMongo; StartPrivateMongo, its unix-socket variant, is no
+// longer used by the service). Tests also start NATS on loopback (StartNATS)
+// as a stand-in for an external server.
 package devstack
 
 import (

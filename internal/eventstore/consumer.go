@@ -81,9 +81,9 @@ var errResubscribe = errors.New("jetstream: resubscribe from the acknowledgement
 // Consume delivers the stream's connection events, in stream order, to
 // handle in batches of up to maxBatch, through the durable consumer name,
 // until ctx ends. Every message of a batch is acknowledged after handle
-// succeeds, never before; a failing batch is retried with backoff while its
-// messages are kept in progress, so a store outage delays projection but
-// loses nothing. Batches form from what is already delivered: an idle
+// succeeds, never before; a failing batch is split and retried with backoff
+// while its messages are kept in progress (see retrier), so a store outage
+// delays projection but loses nothing. Batches form from what is already delivered: an idle
 // projector handles a lone event at once.
 //
 // Order holds across crashes and lost deliveries: each subscription starts by
@@ -148,7 +148,7 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, name string, maxBa
 
 	msgs := make([]jetstream.Msg, 0, maxBatch)
 	batch := make([]readmodel.Message, 0, maxBatch)
-	retry := retryBackoff()
+	r := newRetrier(handle, logger, maxBatch)
 	for {
 		msgs, batch = msgs[:0], batch[:0]
 		gap := false
@@ -180,7 +180,7 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, name string, maxBa
 			}
 		}
 	drain:
-		for !gap && len(msgs) < maxBatch {
+		for !gap && len(msgs) < r.limit {
 			select {
 			case m := <-inbox:
 				if err := take(m); err != nil {
@@ -191,7 +191,7 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, name string, maxBa
 			}
 		}
 		if len(batch) > 0 {
-			if err := handleRetrying(ctx, batch, handle, logger, msgs, retry); err != nil {
+			if !r.deliver(ctx, msgs, batch) {
 				return nil // ctx ended
 			}
 			for _, m := range msgs {
@@ -262,32 +262,102 @@ func retryBackoff() *backoff.ExponentialBackOff {
 	return NewBackoff(50*time.Millisecond, 5*time.Second)
 }
 
-// handleRetrying hands batch to handle until it succeeds or ctx ends (then
-// it returns ctx's error), keeping the messages in progress meanwhile so that
-// the server does not deliver them again.
-func handleRetrying(ctx context.Context, batch []readmodel.Message, handle BatchHandler, logger *slog.Logger,
-	msgs []jetstream.Msg, retry *backoff.ExponentialBackOff) error {
-	retry.Reset()
+// retrier hands batches to a handler that may fail. A failing batch is
+// never retried at the same size: it is split in halves, each handed on its
+// own and in order, down to single events, and only a single event that
+// still fails is retried, after a jittered exponential backoff. A store
+// slower than its timeout for a large batch therefore still progresses in
+// smaller ones, and a store that is down costs one attempt per backoff
+// interval instead of a retry loop of ever-growing abandoned writes. After a
+// failure the next batches are no larger than the part that succeeded; the
+// limit doubles back with each success. While failing it logs what the
+// projector is doing and how far behind it is. The caller acknowledges the
+// messages once deliver returns true (the handler is idempotent, so parts
+// handled again after a crash change nothing).
+type retrier struct {
+	handle  BatchHandler
+	logger  *slog.Logger
+	backoff *backoff.ExponentialBackOff
+	max     int
+	limit   int // the largest batch to take now
+
+	failingSince time.Time // zero while healthy
+	failures     int
+}
+
+func newRetrier(handle BatchHandler, logger *slog.Logger, maxBatch int) *retrier {
+	return &retrier{handle: handle, logger: logger, backoff: retryBackoff(), max: maxBatch, limit: maxBatch}
+}
+
+// deliver hands batch (whose messages are msgs) to the handler until every
+// part of it succeeded; it returns false when ctx ended first.
+func (r *retrier) deliver(ctx context.Context, msgs []jetstream.Msg, batch []readmodel.Message) bool {
 	for {
-		err := safely(ctx, handle, batch)
-		if err == nil {
-			return nil
-		}
+		err := safely(ctx, r.handle, batch)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false
 		}
-		pause := retry.NextBackOff()
-		logger.Warn("projector batch failed; retrying", "error", err.Error(), "first", batch[0].Sequence, "size", len(batch),
-			"in", pause.String())
+		if err == nil {
+			r.succeeded(msgs)
+			return true
+		}
+		r.failed(msgs, batch, err)
 		for _, m := range msgs {
 			_ = m.InProgress()
 		}
+		if len(batch) > 1 {
+			half := len(batch) / 2
+			r.limit = max(1, min(r.limit, half))
+			return r.deliver(ctx, msgs[:half], batch[:half]) && r.deliver(ctx, msgs[half:], batch[half:])
+		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
+			return false
+		case <-time.After(r.backoff.NextBackOff()):
 		}
 	}
+}
+
+func (r *retrier) succeeded(msgs []jetstream.Msg) {
+	r.limit = min(r.max, 2*r.limit)
+	if !r.failingSince.IsZero() {
+		r.logger.Info("projector recovered", "limit", r.limit, "failedFor", time.Since(r.failingSince).String(), "failures", r.failures,
+			"lagMs", lag(msgs[len(msgs)-1]).Milliseconds(), "pending", pending(msgs[len(msgs)-1]))
+		r.failingSince, r.failures = time.Time{}, 0
+		r.backoff.Reset()
+	}
+}
+
+func (r *retrier) failed(msgs []jetstream.Msg, batch []readmodel.Message, err error) {
+	if r.failingSince.IsZero() {
+		r.failingSince = time.Now()
+	}
+	r.failures++
+	next := "split in halves"
+	if len(batch) == 1 {
+		next = "retry after backoff"
+	}
+	r.logger.Warn("projector batch failed", "error", err.Error(), "first", batch[0].Sequence, "size", len(batch),
+		"next", next, "failingFor", time.Since(r.failingSince).String(), "failures", r.failures,
+		"lagMs", lag(msgs[0]).Milliseconds(), "pending", pending(msgs[len(msgs)-1]))
+}
+
+// lag is how long ago m was appended to the stream.
+func lag(m jetstream.Msg) time.Duration {
+	meta, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return time.Since(meta.Timestamp)
+}
+
+// pending is how many messages the consumer holds after m.
+func pending(m jetstream.Msg) uint64 {
+	meta, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return meta.NumPending
 }
 
 // safely runs handle, turning a panic into an error so that a bug in one

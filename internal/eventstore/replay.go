@@ -22,8 +22,8 @@ import (
 // resetToAckFloor: a crashed run's last batch comes first), acknowledges
 // every message of a batch once handle succeeded, and has the server confirm
 // the batch's last acknowledgement before the next fetch. A gap in the
-// deliveries starts again from the floor. A failing batch is retried with
-// backoff, as in Consume. progress, when not nil, is called after each batch
+// deliveries starts again from the floor. A failing batch is split and
+// retried with backoff, as in Consume. progress, when not nil, is called after each batch
 // with the number of events handled so far by this call and the number still
 // pending on the server.
 func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger,
@@ -38,7 +38,7 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 	}
 	msgs := make([]jetstream.Msg, 0, maxBatch)
 	batch := make([]readmodel.Message, 0, maxBatch)
-	retry := retryBackoff()
+	r := newRetrier(handle, logger, maxBatch)
 	backlog := true
 	for {
 		if err := ctx.Err(); err != nil {
@@ -49,9 +49,9 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 		// tail, take what there is.
 		var fetched jetstream.MessageBatch
 		if backlog {
-			fetched, err = cons.Fetch(maxBatch, jetstream.FetchMaxWait(time.Second))
+			fetched, err = cons.Fetch(r.limit, jetstream.FetchMaxWait(time.Second))
 		} else {
-			fetched, err = cons.FetchNoWait(maxBatch)
+			fetched, err = cons.FetchNoWait(r.limit)
 		}
 		if err != nil {
 			return done, fmt.Errorf("jetstream: fetch from %s: %w", name, err)
@@ -74,8 +74,8 @@ func CatchUp(ctx context.Context, js jetstream.JetStream, name string, maxBatch 
 			return done, fmt.Errorf("jetstream: fetch from %s: %w", name, err)
 		}
 		if len(msgs) > 0 {
-			if err := handleRetrying(ctx, batch, handle, logger, msgs, retry); err != nil {
-				return done, err
+			if !r.deliver(ctx, msgs, batch) {
+				return done, ctx.Err()
 			}
 			for _, m := range msgs[:len(msgs)-1] {
 				_ = m.Ack()

@@ -358,12 +358,26 @@ func (s *Store) Load(ctx context.Context, aggregateID string) ([]events.Event, u
 		}
 		return []events.Event{e}, last.Sequence, nil
 	}
-	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	// An ordered consumer would outlive the read by its inactive threshold
+	// (5 minutes by default), and nats-server allows 1,000 consumers per
+	// stream by default: past 1,000 loads in 5 minutes (every update, delete
+	// and test loads its connection) every further one failed. It is deleted
+	// as soon as the history is read; the short threshold covers a failed
+	// deletion.
+	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject},
+		InactiveThreshold: 30 * time.Second})
 	if err != nil {
 		return nil, 0, domain.Unavailable(domain.DependencyEventStore, err)
 	}
 	// Fetch in batches: one pull request per message (Next) made a long
 	// history cost a round trip per event, and every command loads it.
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+			_ = s.stream.DeleteConsumer(dctx, info.Name)
+			dcancel()
+		}
+	}()
 	history := make([]events.Event, 0, version)
 	for {
 		want := min(max(int(version)-len(history), 1), loadBatch)

@@ -258,3 +258,34 @@ func TestConsumeSurvivesAPanickingHandler(t *testing.T) {
 		t.Fatalf("%d calls, want the panicking one and its retry", calls)
 	}
 }
+
+// TestLoadLeavesNoConsumerBehind: loading a connection with more than one
+// event reads it through a consumer, which must not outlive the read (the
+// server allows 1,000 per stream: an update-heavy minute used to exhaust it).
+func TestLoadLeavesNoConsumerBehind(t *testing.T) {
+	f := newFixture(t)
+	id := uuid.NewString()
+	if _, err := f.store.Append(t.Context(), createAppend(id, "loaded")); err != nil {
+		t.Fatal(err)
+	}
+	tested := events.Event{
+		Metadata: events.Metadata{EventID: uuid.NewString(), AggregateID: id, AggregateVersion: 2, OccurredAt: time.Now(), Actor: "test"},
+		Payload:  &events.ConnectionTestedV1{Status: "success", LatencyMs: 1},
+	}
+	if _, err := f.store.Append(t.Context(), commands.Append{AggregateID: id, ExpectedVersion: 1, Events: []events.Event{tested}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		history, _, err := f.store.Load(t.Context(), id)
+		if err != nil || len(history) != 2 {
+			t.Fatalf("load: %d events, %v", len(history), err)
+		}
+	}
+	info, err := f.stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers left on the stream after 20 loads", info.State.Consumers)
+	}
+}

@@ -21,26 +21,13 @@ const MetaCollection = "readmodel_meta"
 
 const metaID = "active"
 
-// Meta says which generation of the read model is active. A generation is one
-// complete copy of the read model in its own collection, projected by its own
-// durable consumer. Generation 0 is the original "connections" collection.
-// Pending is the generation a replay is building (0: none); a crashed replay
-// leaves it set, and the next replay resumes it. PendingOwner and
-// PendingUntil are the replay's lease: one replay builds a generation at a
-// time, and a crashed one's lease runs out.
-type Meta struct {
-	Generation   int       `bson:"generation"`
-	Collection   string    `bson:"collection"`
-	Consumer     string    `bson:"consumer"`
-	Pending      int       `bson:"pending,omitempty"`
-	PendingOwner string    `bson:"pendingOwner,omitempty"`
-	PendingUntil time.Time `bson:"pendingUntil,omitempty"`
-	SwitchedAt   time.Time `bson:"switchedAt,omitempty"`
-}
+// Meta says which generation of the read model is active (see
+// readmodel.Generation); it is kept in the one document of MetaCollection.
+type Meta = readmodel.Generation
 
 // ErrGenerationMoved is returned by a guarded change of the meta document
 // that found another generation active, or another replay holding the lease.
-var ErrGenerationMoved = errors.New("mongo: the active read-model generation or its replay lease changed")
+var ErrGenerationMoved = readmodel.ErrGenerationMoved
 
 // CollectionFor is the collection of generation gen.
 func CollectionFor(gen int) string {

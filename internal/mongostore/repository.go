@@ -42,6 +42,9 @@ func Open(ctx context.Context, uri, database string, timeout time.Duration) (*Re
 		timeout = 5 * time.Second
 	}
 	reg := registry()
+	// The client-wide timeout also makes the driver send maxTimeMS, derived
+	// from what is left of it, with every operation: the server abandons
+	// work the client stopped waiting for instead of piling it up.
 	client, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(timeout).
 		SetServerSelectionTimeout(timeout).SetMaxPoolSize(64).SetRegistry(reg))
 	if err != nil {

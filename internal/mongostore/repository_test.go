@@ -12,6 +12,7 @@ import (
 
 	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/mongostore"
+	"github.com/connreg/registry/internal/readmodeltest"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -178,4 +179,10 @@ func TestDiscoveredSchemaIsStoredAndLeftOutOfLists(t *testing.T) {
 	if len(page.Items) != 1 || page.Items[0].ID != "s1" || page.Items[0].Discovered != nil {
 		t.Fatalf("list page %+v", page.Items)
 	}
+}
+
+// TestContract runs the read-model store contract against the MongoDB adapter
+// on embedded FerretDB.
+func TestContract(t *testing.T) {
+	readmodeltest.Run(t, func(t *testing.T) readmodeltest.Store { return openRepo(t) })
 }
