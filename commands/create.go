@@ -17,6 +17,7 @@ import (
 // connection it created instead of a second one.
 type CreateConnection struct {
 	Input          domain.SpecInput
+	Scope          domain.Scope  // the caller's: its organization owns the connection
 	Origin         domain.Origin // At is set by the handler's clock
 	IdempotencyKey string
 }
@@ -49,7 +50,7 @@ func NewCreateHandler(d CreateDeps) (*CreateHandler, error) {
 }
 
 // Handle runs the command. With an Idempotency-Key the connection id is
-// derived from the key (scoped to the product), so two concurrent retries
+// derived from the key (scoped to the organization and product), so two concurrent retries
 // race for one aggregate and the event store lets one win; the other, like
 // any later retry, gets the connection as it was created. Reusing the key
 // for another configuration fails with domain.ErrIdempotencyKeyReused.
@@ -62,14 +63,18 @@ func (h *CreateHandler) Handle(ctx context.Context, cmd CreateConnection) (Resul
 	if err != nil {
 		return Result{}, err
 	}
+	org := cmd.Scope.Organization
+	if !cmd.Scope.AllowsProduct(spec.ProductName) {
+		return Result{}, domain.ErrProductNotAllowed
+	}
 	id := h.NewID()
 	var idem *domain.Idempotency
 	if cmd.IdempotencyKey != "" {
-		scope := domain.DefaultOrganization + "\x00" + spec.ProductName + "\x00" + cmd.IdempotencyKey
+		scope := org + "\x00" + spec.ProductName + "\x00" + cmd.IdempotencyKey
 		sum := sha256.Sum256([]byte(scope))
 		idem = &domain.Idempotency{KeyHash: hex.EncodeToString(sum[:]), Fingerprint: spec.Fingerprint()}
 		id = h.KeyedID(scope)
-		if res, err := h.replay(ctx, id, idem); !errors.Is(err, domain.ErrNotFound) {
+		if res, err := h.replay(ctx, id, idem, cmd.Scope); !errors.Is(err, domain.ErrNotFound) {
 			return res, err
 		}
 	}
@@ -79,19 +84,20 @@ func (h *CreateHandler) Handle(ctx context.Context, cmd CreateConnection) (Resul
 	}
 	origin := cmd.Origin
 	origin.At = h.Now()
-	conn, err := domain.Create(id, spec, creds, origin, idem)
+	conn, err := domain.Create(id, org, spec, creds, origin, idem)
 	if err != nil {
 		return Result{}, err
 	}
 	seq, err := h.Store.Append(ctx, Append{
 		AggregateID:     id,
+		Organization:    org,
 		ExpectedVersion: 0,
 		Events:          stamp(conn, h.NewID),
 		Claim:           &NameClaim{Organization: conn.Organization(), ConfigName: spec.ConfigName},
 	})
 	if idem != nil && (errors.Is(err, domain.ErrConcurrentChange) || errors.Is(err, domain.ErrNameTaken)) {
 		// A concurrent retry of the same request may have won.
-		if res, rerr := h.replay(ctx, id, idem); rerr == nil || !errors.Is(rerr, domain.ErrNotFound) {
+		if res, rerr := h.replay(ctx, id, idem, cmd.Scope); rerr == nil || !errors.Is(rerr, domain.ErrNotFound) {
 			return res, rerr
 		}
 	}
@@ -103,7 +109,7 @@ func (h *CreateHandler) Handle(ctx context.Context, cmd CreateConnection) (Resul
 
 // replay answers a retried idempotent create with the connection as its
 // create made it.
-func (h *CreateHandler) replay(ctx context.Context, id string, idem *domain.Idempotency) (Result, error) {
+func (h *CreateHandler) replay(ctx context.Context, id string, idem *domain.Idempotency, scope domain.Scope) (Result, error) {
 	evs, _, err := h.History.Load(ctx, id)
 	if err != nil {
 		return Result{}, err
@@ -111,6 +117,11 @@ func (h *CreateHandler) replay(ctx context.Context, id string, idem *domain.Idem
 	first, err := domain.Rebuild(evs[:1])
 	if err != nil {
 		return Result{}, err
+	}
+	if !scope.Contains(first) {
+		// The key derives the id from the organization: another
+		// organization's connection here would be a hash collision.
+		return Result{}, domain.ErrIdempotencyKeyReused
 	}
 	if by := first.CreatedBy(); by == nil || by.KeyHash != idem.KeyHash || by.Fingerprint != idem.Fingerprint {
 		return Result{}, domain.ErrIdempotencyKeyReused

@@ -19,6 +19,7 @@ type SchemaDiscoverer interface {
 // DiscoverSchema asks for the schema of a stored connection, now.
 type DiscoverSchema struct {
 	ID     string
+	Scope  domain.Scope // a connection outside it is domain.ErrNotFound
 	Origin domain.Origin
 }
 
@@ -70,7 +71,7 @@ func NewDiscoverHandler(d DiscoverDeps) (*DiscoverHandler, error) {
 // discovery and are wiped after it. A failed discovery records nothing: the
 // connection test is the place where reachability becomes history.
 func (h *DiscoverHandler) Handle(ctx context.Context, cmd DiscoverSchema) (Discovery, error) {
-	conn, err := load(ctx, h.History, cmd.ID, nil)
+	conn, err := load(ctx, h.History, cmd.ID, cmd.Scope, nil)
 	if err != nil {
 		return Discovery{}, err
 	}
@@ -105,7 +106,7 @@ func (h *DiscoverHandler) record(ctx context.Context, cmd DiscoverSchema, d *Dis
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			var err error
-			if conn, err = load(ctx, h.History, cmd.ID, nil); err != nil {
+			if conn, err = load(ctx, h.History, cmd.ID, cmd.Scope, nil); err != nil {
 				return err
 			}
 			d.Connection = conn
@@ -116,7 +117,7 @@ func (h *DiscoverHandler) record(ctx context.Context, cmd DiscoverSchema, d *Dis
 		if err != nil || !changed {
 			return err
 		}
-		seq, err := h.Store.Append(ctx, Append{AggregateID: cmd.ID, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
+		seq, err := h.Store.Append(ctx, Append{AggregateID: cmd.ID, Organization: conn.Organization(), ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
 		if retry, err := afterConflict(err, nil, attempt); !retry {
 			d.Recorded, d.Sequence = err == nil, seq
 			return err

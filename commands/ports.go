@@ -23,11 +23,13 @@ type NameClaim struct {
 	ConfigName   string
 }
 
-// Append is one write of one aggregate's new events, expected to follow
+// Append is one write of one aggregate's new events (of Organization's
+// connection), expected to follow
 // ExpectedVersion, with the name the aggregate claims (held before any event
 // is written) and the name it releases (freed after).
 type Append struct {
 	AggregateID     string
+	Organization    string // the owner, stated on every event message for subscribers
 	ExpectedVersion uint64
 	Events          []events.Event
 	Claim           *NameClaim

@@ -245,7 +245,7 @@ func (h *ResealHandler) resealOne(ctx context.Context, id string, latest int, or
 		if !changed {
 			return ResealCurrent, nil
 		}
-		_, err = h.Store.Append(ctx, Append{AggregateID: id, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
+		_, err = h.Store.Append(ctx, Append{AggregateID: id, Organization: conn.Organization(), ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
 		if retry, err := afterConflict(err, nil, attempt); retry {
 			continue
 		} else if err != nil {

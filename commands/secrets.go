@@ -20,6 +20,7 @@ type SecretDescriber interface {
 // caller allowed to receive them.
 type ReadSealedSecrets struct {
 	ID     string
+	Scope  domain.Scope  // a connection outside it is domain.ErrNotFound
 	Origin domain.Origin // At is set by the handler's clock
 }
 
@@ -59,7 +60,7 @@ func NewSecretsReadHandler(store EventStore, history History, describe SecretDes
 // is retried from a fresh load (afterConflict).
 func (h *SecretsReadHandler) Handle(ctx context.Context, cmd ReadSealedSecrets) (SealedSecrets, error) {
 	for attempt := 0; ; attempt++ {
-		conn, err := load(ctx, h.history, cmd.ID, nil)
+		conn, err := load(ctx, h.history, cmd.ID, cmd.Scope, nil)
 		if err != nil {
 			return SealedSecrets{}, err
 		}
@@ -68,7 +69,7 @@ func (h *SecretsReadHandler) Handle(ctx context.Context, cmd ReadSealedSecrets) 
 		if _, err := conn.RecordSecretsRead(o); err != nil {
 			return SealedSecrets{}, err
 		}
-		seq, err := h.store.Append(ctx, Append{AggregateID: cmd.ID, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.newID)})
+		seq, err := h.store.Append(ctx, Append{AggregateID: cmd.ID, Organization: conn.Organization(), ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.newID)})
 		if retry, err := afterConflict(err, nil, attempt); retry {
 			continue
 		} else if err != nil {

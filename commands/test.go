@@ -75,6 +75,7 @@ func (e *RateLimitedError) Error() string {
 // TestConnection asks to test a stored connection.
 type TestConnection struct {
 	ID     string
+	Scope  domain.Scope // a connection outside it is domain.ErrNotFound
 	Origin domain.Origin
 	// ByMonitor marks a test the connection monitor asked for (recorded with
 	// origin "monitor"); otherwise the API did.
@@ -110,7 +111,7 @@ func NewTestHandler(d TestDeps) (*TestHandler, error) {
 // attempt and are wiped after it. A refused host is recorded too, as a
 // failure, before ErrTargetRefused is returned.
 func (h *TestHandler) Handle(ctx context.Context, cmd TestConnection) (ProbeResult, error) {
-	conn, err := load(ctx, h.History, cmd.ID, nil)
+	conn, err := load(ctx, h.History, cmd.ID, cmd.Scope, nil)
 	if err != nil {
 		return ProbeResult{}, err
 	}
@@ -172,7 +173,7 @@ func (h *TestHandler) record(ctx context.Context, cmd TestConnection, conn *doma
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			var err error
-			if conn, err = load(ctx, h.History, cmd.ID, nil); err != nil {
+			if conn, err = load(ctx, h.History, cmd.ID, cmd.Scope, nil); err != nil {
 				return err
 			}
 		}
@@ -186,7 +187,7 @@ func (h *TestHandler) record(ctx context.Context, cmd TestConnection, conn *doma
 		if err := conn.Observe(obs, origin); err != nil {
 			return err
 		}
-		_, err := h.Store.Append(ctx, Append{AggregateID: cmd.ID, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
+		_, err := h.Store.Append(ctx, Append{AggregateID: cmd.ID, Organization: conn.Organization(), ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.NewID)})
 		if retry, err := afterConflict(err, nil, attempt); !retry {
 			return err
 		}

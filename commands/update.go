@@ -19,6 +19,7 @@ const MaxConflictRetries = 3
 // domain.ErrVersionMismatch and changes nothing.
 type UpdateConnection struct {
 	ID      string
+	Scope   domain.Scope // a connection outside it is domain.ErrNotFound
 	IfMatch *uint64
 	Input   domain.PatchInput
 	Origin  domain.Origin
@@ -59,7 +60,7 @@ func (h *UpdateHandler) Handle(ctx context.Context, cmd UpdateConnection) (Resul
 	}
 	var creds *domain.Credentials // sealed once, reused by retries
 	for attempt := 0; ; attempt++ {
-		conn, err := load(ctx, h.history, cmd.ID, cmd.IfMatch)
+		conn, err := load(ctx, h.history, cmd.ID, cmd.Scope, cmd.IfMatch)
 		if err != nil {
 			return Result{}, err
 		}
@@ -81,7 +82,7 @@ func (h *UpdateHandler) Handle(ctx context.Context, cmd UpdateConnection) (Resul
 		if err != nil || !changed {
 			return Result{Connection: conn}, err
 		}
-		a := Append{AggregateID: cmd.ID, ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.newID)}
+		a := Append{AggregateID: cmd.ID, Organization: conn.Organization(), ExpectedVersion: conn.PendingFrom(), Events: stamp(conn, h.newID)}
 		if after := conn.Spec().ConfigName; !strings.EqualFold(before, after) {
 			a.Claim = &NameClaim{Organization: conn.Organization(), ConfigName: after}
 			a.Release = &NameClaim{Organization: conn.Organization(), ConfigName: before}
@@ -99,6 +100,7 @@ func (h *UpdateHandler) Handle(ctx context.Context, cmd UpdateConnection) (Resul
 // DeleteConnection asks to retire a connection.
 type DeleteConnection struct {
 	ID      string
+	Scope   domain.Scope // a connection outside it is domain.ErrNotFound
 	IfMatch *uint64
 	Origin  domain.Origin
 }
@@ -122,7 +124,7 @@ func NewDeleteHandler(store EventStore, history History, newID func() string, no
 // Handle runs the command.
 func (h *DeleteHandler) Handle(ctx context.Context, cmd DeleteConnection) (Result, error) {
 	for attempt := 0; ; attempt++ {
-		conn, err := load(ctx, h.history, cmd.ID, cmd.IfMatch)
+		conn, err := load(ctx, h.history, cmd.ID, cmd.Scope, cmd.IfMatch)
 		if err != nil {
 			return Result{}, err
 		}
@@ -133,6 +135,7 @@ func (h *DeleteHandler) Handle(ctx context.Context, cmd DeleteConnection) (Resul
 		}
 		seq, err := h.store.Append(ctx, Append{
 			AggregateID:     cmd.ID,
+			Organization:    conn.Organization(),
 			ExpectedVersion: conn.PendingFrom(),
 			Events:          stamp(conn, h.newID),
 			Release:         &NameClaim{Organization: conn.Organization(), ConfigName: conn.Spec().ConfigName},
@@ -161,8 +164,10 @@ func afterConflict(err error, ifMatch *uint64, attempt int) (retry bool, _ error
 	return false, err
 }
 
-// load folds a live connection and checks the caller's expected version.
-func load(ctx context.Context, history History, id string, ifMatch *uint64) (*domain.Connection, error) {
+// load folds a live connection of the caller's scope and checks the caller's
+// expected version. A connection outside the scope is not found, checked
+// before the version so that a 412 does not reveal it either.
+func load(ctx context.Context, history History, id string, scope domain.Scope, ifMatch *uint64) (*domain.Connection, error) {
 	evs, _, err := history.Load(ctx, id)
 	if err != nil {
 		return nil, err
@@ -171,7 +176,7 @@ func load(ctx context.Context, history History, id string, ifMatch *uint64) (*do
 	if err != nil {
 		return nil, err
 	}
-	if conn.Deleted() {
+	if conn.Deleted() || !scope.Contains(conn) {
 		return nil, domain.ErrNotFound
 	}
 	if ifMatch != nil && *ifMatch != conn.Version() {

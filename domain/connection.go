@@ -49,10 +49,14 @@ type Connection struct {
 // uniqueness of the config name is enforced by the event store, which holds
 // the name's claim before it writes the event.
 //
-// idem, when not nil, records the Idempotency-Key the create came with.
-func Create(id string, spec Spec, creds Credentials, origin Origin, idem *Idempotency) (*Connection, error) {
+// org is the owning organization (the caller's); idem, when not nil,
+// records the Idempotency-Key the create came with.
+func Create(id, org string, spec Spec, creds Credentials, origin Origin, idem *Idempotency) (*Connection, error) {
 	if id == "" {
 		return nil, errors.New("domain: a connection needs an id")
+	}
+	if _, err := ParseOrganization(org); err != nil {
+		return nil, fmt.Errorf("domain: organization: %w", err)
 	}
 	if creds.Password.IsZero() {
 		return nil, errors.New("domain: a connection needs a sealed password")
@@ -62,7 +66,7 @@ func Create(id string, spec Spec, creds Credentials, origin Origin, idem *Idempo
 	}
 	c := &Connection{id: id}
 	payload := &events.ConnectionCreatedV1{
-		Organization: DefaultOrganization,
+		Organization: org,
 		ConfigName:   spec.ConfigName,
 		ProductName:  spec.ProductName,
 		Type:         string(spec.Engine),

@@ -17,6 +17,9 @@ var (
 	ErrVersionMismatch = errors.New("connection version does not match")
 	// ErrIdempotencyKeyReused: an Idempotency-Key came back with another request.
 	ErrIdempotencyKeyReused = errors.New("idempotency key used with a different request")
+	// ErrProductNotAllowed: the caller's token does not allow the product
+	// (its products claim); a 403, since the caller names the product itself.
+	ErrProductNotAllowed = errors.New("product not allowed for this caller")
 	// ErrConcurrentChange: the aggregate changed between load and append.
 	ErrConcurrentChange = errors.New("connection changed concurrently")
 	// ErrOutcomeUnknown: a write was sent and its answer never came, and

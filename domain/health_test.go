@@ -15,7 +15,7 @@ func healthFixture(t *testing.T) *domain.Connection {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := domain.Create("c1", spec, domain.Credentials{Password: domain.SealedSecret{Scheme: "dev", KeyName: "k", Ciphertext: "devseal:v1:x"}},
+	c, err := domain.Create("c1", "org-a", spec, domain.Credentials{Password: domain.SealedSecret{Scheme: "dev", KeyName: "k", Ciphertext: "devseal:v1:x"}},
 		domain.Origin{Actor: "a", At: time.Unix(0, 0)}, nil)
 	if err != nil {
 		t.Fatal(err)

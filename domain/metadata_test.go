@@ -189,7 +189,7 @@ func createdConnection(t *testing.T) *domain.Connection {
 		t.Fatal(err)
 	}
 	creds := domain.Credentials{Password: domain.SealedSecret{Scheme: "test", KeyName: "k", Ciphertext: "c"}}
-	conn, err := domain.Create("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", spec, creds,
+	conn, err := domain.Create("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", domain.DefaultOrganization, spec, creds,
 		domain.Origin{Actor: "test", At: time.Now()}, nil)
 	if err != nil {
 		t.Fatal(err)

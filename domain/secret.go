@@ -50,6 +50,8 @@ const (
 	DependencyEventStore = "event-store"
 	DependencyReadModel  = "read-model"
 	DependencySealer     = "sealer"
+	// DependencyIdentityProvider: the OIDC issuer whose keys verify tokens.
+	DependencyIdentityProvider = "identity-provider"
 )
 
 func (e *UnavailableError) Error() string {

@@ -10,8 +10,9 @@ import (
 	"strings"
 )
 
-// DefaultOrganization is the only organization until authentication lands;
-// config names are unique within it.
+// DefaultOrganization is the single organization of every caller when
+// authentication is off (AUTH_MODE=off); config names are unique within an
+// organization.
 const DefaultOrganization = "default"
 
 var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)

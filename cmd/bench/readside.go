@@ -86,7 +86,7 @@ func seed(ctx context.Context, st *stack, runID, dir string, count int64, conc i
 					Schema: &schema, SSL: &domain.SSLInput{Mode: "require"},
 					Metadata: map[string]string{"environment": "production", "team": "data-engineering"},
 				}
-				_, err := create.Handle(ctx, commands.CreateConnection{Input: in, Origin: domain.Origin{Actor: "bench-seed"}})
+				_, err := create.Handle(ctx, commands.CreateConnection{Input: in, Scope: domain.Scope{Organization: domain.DefaultOrganization}, Origin: domain.Origin{Actor: "bench-seed"}})
 				if err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())

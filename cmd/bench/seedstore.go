@@ -43,7 +43,7 @@ func (s seedStore) Append(ctx context.Context, a commands.Append) (uint64, error
 		futures = append(futures, f)
 	}
 	for _, e := range a.Events {
-		m, err := eventstore.EventMessage(e)
+		m, err := eventstore.EventMessage(e, a.Organization)
 		if err != nil {
 			return 0, err
 		}

@@ -21,6 +21,9 @@ import (
 const (
 	HeaderAggregateVersion = "Connreg-Aggregate-Version"
 	HeaderEventType        = "Connreg-Event-Type"
+	// HeaderOrganization names the organization that owns the connection, so
+	// that a subscriber can route or filter without decoding the payload.
+	HeaderOrganization = "Connreg-Organization"
 )
 
 // Store appends to and reads from the system-of-record stream. Config names
@@ -157,7 +160,7 @@ func (s *Store) appendEvents(ctx context.Context, a commands.Append, expected, c
 	var seq uint64
 	for i, e := range a.Events {
 		s.Observe.stamp(ctx, &e)
-		m, err := EventMessage(e)
+		m, err := EventMessage(e, a.Organization)
 		if err != nil {
 			return 0, err
 		}
@@ -249,7 +252,7 @@ func mayHaveLanded(err error) bool {
 // EventMessage is the message that carries an event on its connection's
 // subject: the CloudEvents envelope as body, the message id that JetStream
 // deduplicates on, and headers that let a consumer route without decoding.
-func EventMessage(e events.Event) (*nats.Msg, error) {
+func EventMessage(e events.Event, org string) (*nats.Msg, error) {
 	body, err := events.Encode(e)
 	if err != nil {
 		return nil, err
@@ -272,6 +275,7 @@ func EventMessage(e events.Event) (*nats.Msg, error) {
 			m.Header.Set(HeaderTraceState, e.TraceState)
 		}
 	}
+	m.Header.Set(HeaderOrganization, org)
 	return m, nil
 }
 

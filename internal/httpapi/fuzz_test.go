@@ -155,7 +155,7 @@ func FuzzPatchBody(f *testing.F) {
 			checkRefusal(t, violations, body)
 			return
 		}
-		conn, err := domain.Create("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", base,
+		conn, err := domain.Create("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", domain.DefaultOrganization, base,
 			domain.Credentials{Password: domain.SealedSecret{Scheme: "t", KeyName: "k", Ciphertext: "c"}}, domain.Origin{Actor: "f"}, nil)
 		if err != nil {
 			t.Fatal(err)

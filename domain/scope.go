@@ -1,0 +1,46 @@
+package domain
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Scope is the part of the registry one caller may see and change: one
+// organization and, when Products is not nil, only those products. A
+// connection outside a caller's scope is reported as not found (never as
+// forbidden), so that its existence is not revealed to other organizations.
+type Scope struct {
+	Organization string
+	Products     []string // nil: every product of the organization
+}
+
+// AllowsProduct reports whether the scope includes the product.
+func (s Scope) AllowsProduct(product string) bool {
+	return s.Products == nil || slices.Contains(s.Products, product)
+}
+
+// Narrow limits the scope to one product (a request's X-Product-Name). The
+// product must be allowed: narrowing never widens.
+func (s Scope) Narrow(product string) Scope {
+	if !s.AllowsProduct(product) {
+		return Scope{Organization: s.Organization, Products: []string{}}
+	}
+	return Scope{Organization: s.Organization, Products: []string{product}}
+}
+
+// Contains reports whether the connection is inside the scope. A scope
+// without an organization contains nothing.
+func (s Scope) Contains(c *Connection) bool {
+	return s.Organization != "" && c.org == s.Organization && s.AllowsProduct(c.spec.ProductName)
+}
+
+// ParseOrganization validates an organization name as an identity provider
+// states it: 1 to 100 letters, digits, '_' and '-', kept as given. It becomes
+// part of the NATS subject of the organization's name claims, where '.', '*'
+// and '>' would change the meaning of the subject.
+func ParseOrganization(s string) (string, error) {
+	if len(s) == 0 || len(s) > 100 || !namePattern.MatchString(s) {
+		return "", fmt.Errorf("must be 1 to 100 letters, digits, '_' or '-'")
+	}
+	return s, nil
+}
