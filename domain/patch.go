@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -115,6 +116,9 @@ func (c *Connection) ParsePatch(in PatchInput) (Patch, Secrets, error) {
 	if err := v.OrNil(); err != nil {
 		return Patch{}, Secrets{}, err
 	}
+	if err := c.secretsFollowTarget(next, in.Password != nil, newSSLKey); err != nil {
+		return Patch{}, Secrets{}, err
+	}
 	secrets.Password = in.Password
 	return Patch{next: next, newPassword: in.Password != nil, newSSLKey: newSSLKey}, secrets, nil
 }
@@ -193,6 +197,53 @@ func (c *Connection) Update(p Patch, creds Credentials, origin Origin) (bool, er
 		return false, nil
 	}
 	return true, c.record(e, origin)
+}
+
+// SecretNotResentError refuses a change of where a connection points (host,
+// port, type or ssl) that does not send its stored secrets again: a stored
+// password, or client key, must never follow a connection to another server,
+// where whoever changed the target would receive it at the next test.
+type SecretNotResentError struct {
+	Changed []string // the target fields the change moves, in API spelling
+	Missing []string // "password", "ssl.key"
+}
+
+func (e *SecretNotResentError) Error() string {
+	return "changing " + strings.Join(e.Changed, ", ") + " requires sending " + strings.Join(e.Missing, " and ") + " again"
+}
+
+// secretsFollowTarget applies the rule of SecretNotResentError to the
+// configuration a patch leads to.
+func (c *Connection) secretsFollowTarget(next Spec, newPassword, newSSLKey bool) error {
+	cur := c.spec
+	var changed []string
+	if next.Host != cur.Host {
+		changed = append(changed, events.FieldHost)
+	}
+	if next.Port != cur.Port {
+		changed = append(changed, events.FieldPort)
+	}
+	if next.Engine != cur.Engine {
+		changed = append(changed, events.FieldType)
+	}
+	if !sameSSL(cur.SSL, next.SSL) {
+		changed = append(changed, events.FieldSSL)
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	var missing []string
+	if !newPassword {
+		missing = append(missing, events.FieldPassword)
+	}
+	keepsKey := next.SSL != nil && next.SSL.Cert != "" && !c.credentials.SSLKey.IsZero()
+	if keepsKey && !newSSLKey {
+		missing = append(missing, "ssl.key")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &SecretNotResentError{Changed: changed, Missing: missing}
 }
 
 func sameSSL(a, b *SSL) bool {

@@ -28,10 +28,16 @@ func (s Scope) Narrow(product string) Scope {
 	return Scope{Organization: s.Organization, Products: []string{product}}
 }
 
+// AllowsDocument reports whether a connection of the organization and
+// product, as a read model states them, is inside the scope.
+func (s Scope) AllowsDocument(org, product string) bool {
+	return s.Organization != "" && org == s.Organization && s.AllowsProduct(product)
+}
+
 // Contains reports whether the connection is inside the scope. A scope
 // without an organization contains nothing.
 func (s Scope) Contains(c *Connection) bool {
-	return s.Organization != "" && c.org == s.Organization && s.AllowsProduct(c.spec.ProductName)
+	return s.AllowsDocument(c.org, c.spec.ProductName)
 }
 
 // ParseOrganization validates an organization name as an identity provider

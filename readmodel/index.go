@@ -162,7 +162,8 @@ func (q ListQuery) matcher() func(*Document) bool {
 	prefix := strings.ToLower(q.ConfigNamePrefix)
 	return func(d *Document) bool {
 		switch {
-		case q.ProductName != "" && d.ProductName != q.ProductName,
+		case q.Organization != "" && d.Organization != q.Organization,
+			q.ProductName != "" && d.ProductName != q.ProductName,
 			q.Type != "" && d.Type != q.Type,
 			q.Host != "" && d.Host != q.Host,
 			q.DatabaseName != "" && d.DatabaseName != q.DatabaseName,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,21 @@ type EventHistory interface {
 // Projection tells when the read model reflects a stream sequence.
 type Projection interface {
 	WaitFor(ctx context.Context, seq uint64) error
+}
+
+// Visibility is what one caller may read: the connections of one
+// organization and, when Products is not nil, only of those products. A
+// connection outside it is ErrNotFound, never a refusal, so that its
+// existence is not revealed.
+type Visibility struct {
+	Organization string
+	Products     []string // nil: every product of the organization
+}
+
+// Allows reports whether a connection of the organization and product is
+// inside the visibility.
+func (v Visibility) Allows(org, product string) bool {
+	return v.Organization != "" && org == v.Organization && (v.Products == nil || slices.Contains(v.Products, product))
 }
 
 // Queries answers the read side's questions with their consistency rules:
@@ -75,15 +91,15 @@ func (q *Queries) NoteWrite(id string, version, seq uint64) {
 // document is missing, older than this process's own write, or the read
 // model is down, it folds the connection's events from the stream instead.
 // A deleted or unknown connection is ErrNotFound (or the store's not-found).
-func (q *Queries) Get(ctx context.Context, id string) (*Document, error) {
+func (q *Queries) Get(ctx context.Context, id string, vis Visibility) (*Document, error) {
 	doc, err := q.reader.Get(ctx, id)
 	if err == nil && doc.Version >= q.recent.version(id) {
-		if doc.Deleted {
+		if doc.Deleted || !vis.Allows(doc.Organization, doc.ProductName) {
 			return nil, ErrNotFound
 		}
 		return doc, nil
 	}
-	folded, ferr := q.fold(ctx, id, time.Time{})
+	folded, ferr := q.fold(ctx, id, time.Time{}, vis)
 	if ferr != nil {
 		// When the stream has no such connection but the read model failed
 		// for another reason, the read model's failure is the truth to tell.
@@ -97,13 +113,13 @@ func (q *Queries) Get(ctx context.Context, id string) (*Document, error) {
 
 // AsOf returns the connection as it was at an instant, folded from the
 // stream: deleted connections answer for the time they were alive.
-func (q *Queries) AsOf(ctx context.Context, id string, at time.Time) (*Document, error) {
-	return q.fold(ctx, id, at)
+func (q *Queries) AsOf(ctx context.Context, id string, at time.Time, vis Visibility) (*Document, error) {
+	return q.fold(ctx, id, at, vis)
 }
 
 // fold applies the connection's events (up to at, when set) the way the
 // projector does.
-func (q *Queries) fold(ctx context.Context, id string, at time.Time) (*Document, error) {
+func (q *Queries) fold(ctx context.Context, id string, at time.Time, vis Visibility) (*Document, error) {
 	evs, _, err := q.history.Load(ctx, id)
 	if err != nil {
 		return nil, err
@@ -117,13 +133,14 @@ func (q *Queries) fold(ctx context.Context, id string, at time.Time) (*Document,
 			return nil, err
 		}
 	}
-	if doc == nil || doc.Deleted {
+	if doc == nil || doc.Deleted || !vis.Allows(doc.Organization, doc.ProductName) {
 		return nil, ErrNotFound
 	}
 	return doc, nil
 }
 
-// List returns one page of live connections. It first waits (bounded) until
+// List returns one page of live connections (of lq.Organization: the API
+// always sets it). It first waits (bounded) until
 // the projector has passed this process's latest write, so a list right
 // after a create shows it; reads that follow no write pay nothing.
 func (q *Queries) List(ctx context.Context, lq ListQuery) (ListResult, error) {
@@ -145,10 +162,17 @@ type HistoryPage struct {
 
 // History returns page (1-based) of the connection's events as auditors see
 // them (see Describe). A deleted connection keeps its history.
-func (q *Queries) History(ctx context.Context, id string, page, limit int) (HistoryPage, error) {
+func (q *Queries) History(ctx context.Context, id string, vis Visibility, page, limit int) (HistoryPage, error) {
 	evs, _, err := q.history.Load(ctx, id)
 	if err != nil {
 		return HistoryPage{}, err
+	}
+	if len(evs) == 0 {
+		return HistoryPage{}, ErrNotFound
+	}
+	created, ok := evs[0].Payload.(*events.ConnectionCreatedV1)
+	if !ok || !vis.Allows(created.Organization, created.ProductName) {
+		return HistoryPage{}, ErrNotFound
 	}
 	out := HistoryPage{Items: []HistoryEntry{}, Total: len(evs)}
 	var schema *events.ConnectionSchemaDiscoveredV1 // the one before evs[i], for a schema's changes

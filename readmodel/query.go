@@ -18,6 +18,9 @@ const (
 // ListQuery selects live connections. Every field narrows the result; zero
 // values do not filter.
 type ListQuery struct {
+	// Organization: the API always sets it (a caller lists only its own
+	// organization); empty, for operator tools, lists every organization.
+	Organization     string
 	ProductName      string
 	Type             string
 	Host             string

@@ -7,6 +7,7 @@ package bootstrap
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,7 @@ import (
 // Config is the service's configuration, read from the environment.
 type Config struct {
 	Env      string // ENV: "development" (default) or "production"
-	HTTPAddr string // HTTP_ADDR, default ":8080"
+	HTTPAddr string // HTTP_ADDR, default ":8080", "127.0.0.1:8080" when authentication is off
 	DataDir  string // DATA_DIR, default "./data": embedded servers' state
 	NATSURL  string // NATS_URL: external NATS; empty: embedded
 	NATS     NATSAuth
@@ -44,9 +45,25 @@ type Config struct {
 	// connections to made-up hosts that must never be dialled on their own.
 	MonitorInterval    time.Duration
 	MonitorConcurrency int // MONITOR_CONCURRENCY, default 4
+	Auth               AuthConfig
 	// Getenv is how the Vault sealer reads its own variables.
 	Getenv func(string) string
 }
+
+// AuthConfig says how callers are authenticated.
+type AuthConfig struct {
+	Mode          string // AUTH_MODE: "oidc", or "off" (the default in development; refused in production)
+	Issuer        string // AUTH_ISSUER: the OIDC issuer URL
+	Audience      string // AUTH_AUDIENCE: the aud value tokens must carry
+	OrgClaim      string // AUTH_ORG_CLAIM, default "org_id"
+	ProductsClaim string // AUTH_PRODUCTS_CLAIM: optional claim listing the allowed products
+}
+
+// Authentication modes.
+const (
+	AuthOIDC = "oidc"
+	AuthOff  = "off"
+)
 
 // Production reports whether ENV=production, where development shortcuts are refused.
 func (c Config) Production() bool { return c.Env == "production" }
@@ -81,8 +98,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	default:
 		return c, fmt.Errorf("ENV=%q: must be development or production", c.Env)
 	}
+	if err := c.readAuth(getenv); err != nil {
+		return c, err
+	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = ":8080"
+		if c.Auth.Mode == AuthOff {
+			c.HTTPAddr = "127.0.0.1:8080" // without authentication, reachable from this machine only
+		}
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./data"
@@ -182,5 +205,47 @@ func (c *Config) readMonitor(getenv func(string) string) error {
 		}
 		c.MonitorInterval = d
 	}
+	return nil
+}
+
+func (c *Config) readAuth(getenv func(string) string) error {
+	a := AuthConfig{
+		Mode:          strings.ToLower(strings.TrimSpace(getenv("AUTH_MODE"))),
+		Issuer:        strings.TrimSpace(getenv("AUTH_ISSUER")),
+		Audience:      strings.TrimSpace(getenv("AUTH_AUDIENCE")),
+		OrgClaim:      strings.TrimSpace(getenv("AUTH_ORG_CLAIM")),
+		ProductsClaim: strings.TrimSpace(getenv("AUTH_PRODUCTS_CLAIM")),
+	}
+	switch a.Mode {
+	case "":
+		if c.Production() {
+			return fmt.Errorf("AUTH_MODE: required when ENV=production (oidc; off is for development)")
+		}
+		a.Mode = AuthOff
+	case AuthOff:
+		if c.Production() {
+			return fmt.Errorf("AUTH_MODE=off: refused when ENV=production")
+		}
+	case AuthOIDC:
+	default:
+		return fmt.Errorf("AUTH_MODE=%q: must be oidc or off", a.Mode)
+	}
+	if a.OrgClaim == "" {
+		a.OrgClaim = "org_id"
+	}
+	if a.Mode == AuthOIDC {
+		u, err := url.Parse(a.Issuer)
+		switch {
+		case a.Issuer == "":
+			return fmt.Errorf("AUTH_ISSUER: required when AUTH_MODE=oidc")
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			return fmt.Errorf("AUTH_ISSUER=%q: must be an http(s) URL", a.Issuer)
+		case c.Production() && u.Scheme != "https":
+			return fmt.Errorf("AUTH_ISSUER=%q: must be https when ENV=production", a.Issuer)
+		case a.Audience == "":
+			return fmt.Errorf("AUTH_AUDIENCE: required when AUTH_MODE=oidc")
+		}
+	}
+	c.Auth = a
 	return nil
 }

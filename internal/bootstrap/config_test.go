@@ -43,7 +43,7 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 		}
 	}
 	cfg, err := bootstrap.ConfigFromEnv(func(string) string { return "" })
-	if err != nil || cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || !cfg.Projector || cfg.Env != "development" ||
+	if err != nil || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.Auth.Mode != bootstrap.AuthOff || cfg.DataDir != "./data" || !cfg.Projector || cfg.Env != "development" ||
 		cfg.StreamReplicas != 1 || cfg.StreamUpdate {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
@@ -72,7 +72,8 @@ func TestMonitorIsOffInDevelopmentUnlessSet(t *testing.T) {
 func TestProductionRefusesTheDevelopmentSealer(t *testing.T) {
 	n := externalNATS(t)
 	m := externalMongo(t)
-	env := map[string]string{"ENV": "production", "NATS_URL": n.URL(), "MONGO_URI": m.URI(), "DATA_DIR": t.TempDir()}
+	env := map[string]string{"ENV": "production", "NATS_URL": n.URL(), "MONGO_URI": m.URI(), "DATA_DIR": t.TempDir(),
+		"AUTH_MODE": "oidc", "AUTH_ISSUER": "https://id.example.com", "AUTH_AUDIENCE": "connreg"}
 	cfg, err := bootstrap.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func TestCreateAnswersTheContractAndReadsItsOwnWrite(t *testing.T) {
 	if g := one.json(t); g["configName"] != "production-db" || g["createdAt"] != got["createdAt"] {
 		t.Errorf("GET = %s", one.body)
 	}
-	list := h.do(http.MethodGet, "/v1/management/connections", nil, nil)
+	list := h.do(http.MethodGet, "/v1/management/connections", nil, reports)
 	if list.status != http.StatusOK || !strings.Contains(string(list.body), id) {
 		t.Fatalf("list after 201: %d %s", list.status, list.body)
 	}
@@ -136,7 +136,7 @@ func TestConcurrentCreatesOfOneNameYieldOneConnection(t *testing.T) {
 	if claims := h.streamMessages(events.NameSubjectPrefix); len(claims) != 1 {
 		t.Fatalf("%d name claims in the stream, want 1", len(claims))
 	}
-	list := h.do(http.MethodGet, "/v1/management/connections", nil, nil)
+	list := h.do(http.MethodGet, "/v1/management/connections", nil, reports)
 	if list.json(t)["total"] != float64(1) {
 		t.Fatalf("list: %s", list.body)
 	}
@@ -167,7 +167,7 @@ func TestStateSurvivesARestart(t *testing.T) {
 		t.Fatalf("read model after restart: %+v %v", doc, err)
 	}
 	// Sealed credentials still open after the restart (the dev key persisted).
-	if list := h2.do(http.MethodGet, "/v1/management/connections", nil, nil); list.json(t)["total"] != float64(1) {
+	if list := h2.do(http.MethodGet, "/v1/management/connections", nil, reports); list.json(t)["total"] != float64(1) {
 		t.Fatalf("list after restart: %s", list.body)
 	}
 }

@@ -152,9 +152,12 @@ func (h *harness) do(method, path string, body any, headers map[string]string) r
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
 
+// reports names the product of h.create's connections, as a list requires.
+var reports = map[string]string{"X-Product-Name": "Reports"}
+
 func (h *harness) create(body map[string]any) response {
 	h.t.Helper()
-	return h.do(http.MethodPost, "/v1/management/connections", body, map[string]string{"X-Product-Name": "Reports"})
+	return h.do(http.MethodPost, "/v1/management/connections", body, reports)
 }
 
 func validBody(name string) map[string]any {

@@ -126,7 +126,7 @@ func TestDeleteFreesTheNameAndKeepsHistory(t *testing.T) {
 			t.Fatalf("after delete: %d %s", r.status, r.body)
 		}
 	}
-	list := h.do(http.MethodGet, "/v1/management/connections", nil, nil)
+	list := h.do(http.MethodGet, "/v1/management/connections", nil, reports)
 	if list.json(t)["total"] != float64(0) {
 		t.Fatalf("list after delete: %s", list.body)
 	}

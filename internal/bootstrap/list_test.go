@@ -37,8 +37,12 @@ func TestListFiltersSortsAndRefusesUnknownParameters(t *testing.T) {
 		{"alpha", "orders-main", "POSTGRESQL", "pg1.example.com", "orders", "sales", 5432},
 		{"alpha", "orders-replica", "POSTGRESQL", "pg2.example.com", "orders", "sales", 5432},
 		{"alpha", "billing", "MYSQL", "my1.example.com", "billing", "finance", 3306},
-		{"beta", "Analytics", "MONGODB", "mongo.example.com", "events", "data", 27017},
-		{"beta", "legacy", "ORACLE", "ora.example.com", "erp", "finance", 1521},
+		{"alpha", "Analytics", "MONGODB", "mongo.example.com", "events", "data", 27017},
+		{"alpha", "legacy", "ORACLE", "ora.example.com", "erp", "finance", 1521},
+		// A list is of one product (X-Product-Name is required): another
+		// product's connections, even matching every filter, never appear.
+		{"beta", "beta-orders", "POSTGRESQL", "pg1.example.com", "orders", "sales", 5432},
+		{"beta", "beta-legacy", "ORACLE", "ora.example.com", "erp", "finance", 1521},
 	} {
 		body := validBody(c.name)
 		body["type"], body["host"], body["databaseName"], body["port"] = c.typ, c.host, c.db, c.port
@@ -50,31 +54,32 @@ func TestListFiltersSortsAndRefusesUnknownParameters(t *testing.T) {
 		time.Sleep(2 * time.Millisecond) // distinct createdAt
 	}
 	// An old connection is listed like a new one: no hidden date window.
+	alpha := map[string]string{"X-Product-Name": "alpha"}
 	tests := []struct {
 		query   string
 		headers map[string]string
 		want    string // comma-joined names, in order
 	}{
-		{"", nil, "legacy,Analytics,billing,orders-replica,orders-main"},
-		{"sortOrder=asc", nil, "orders-main,orders-replica,billing,Analytics,legacy"},
-		{"sortBy=configName&sortOrder=asc", nil, "Analytics,billing,legacy,orders-main,orders-replica"},
-		{"sortBy=updatedAt", nil, "legacy,Analytics,billing,orders-replica,orders-main"},
-		{"type=postgresql", nil, "orders-replica,orders-main"},
-		{"host=my1.example.com", nil, "billing"},
-		{"databaseName=orders&sortOrder=asc", nil, "orders-main,orders-replica"},
-		{"configName=ORDERS-", nil, "orders-replica,orders-main"},
-		{"configName=an", nil, "Analytics"},
-		{"metadata.team=finance", nil, "legacy,billing"},
-		{"metadata.team=finance&type=MYSQL", nil, "billing"},
-		{"", map[string]string{"X-Product-Name": "BETA"}, "legacy,Analytics"},
-		{"createdFrom=2000-01-01&createdTo=2000-12-31", nil, ""},
-		{"createdFrom=2000-01-01", nil, "legacy,Analytics,billing,orders-replica,orders-main"},
-		{"createdTo=" + url.QueryEscape(time.Now().Add(time.Hour).UTC().Format(time.RFC3339)), nil, "legacy,Analytics,billing,orders-replica,orders-main"},
-		{"limit=2&page=2", nil, "billing,orders-replica"},
+		{"", alpha, "legacy,Analytics,billing,orders-replica,orders-main"},
+		{"sortOrder=asc", alpha, "orders-main,orders-replica,billing,Analytics,legacy"},
+		{"sortBy=configName&sortOrder=asc", alpha, "Analytics,billing,legacy,orders-main,orders-replica"},
+		{"sortBy=updatedAt", alpha, "legacy,Analytics,billing,orders-replica,orders-main"},
+		{"type=postgresql", alpha, "orders-replica,orders-main"},
+		{"host=my1.example.com", alpha, "billing"},
+		{"databaseName=orders&sortOrder=asc", alpha, "orders-main,orders-replica"},
+		{"configName=ORDERS-", alpha, "orders-replica,orders-main"},
+		{"configName=an", alpha, "Analytics"},
+		{"metadata.team=finance", alpha, "legacy,billing"},
+		{"metadata.team=finance&type=MYSQL", alpha, "billing"},
+		{"", map[string]string{"X-Product-Name": "BETA"}, "beta-legacy,beta-orders"},
+		{"createdFrom=2000-01-01&createdTo=2000-12-31", alpha, ""},
+		{"createdFrom=2000-01-01", alpha, "legacy,Analytics,billing,orders-replica,orders-main"},
+		{"createdTo=" + url.QueryEscape(time.Now().Add(time.Hour).UTC().Format(time.RFC3339)), alpha, "legacy,Analytics,billing,orders-replica,orders-main"},
+		{"limit=2&page=2", alpha, "billing,orders-replica"},
 		// Lerian's manager names the creation range startDate and endDate.
-		{"startDate=2000-01-01&endDate=2000-12-31", nil, ""},
-		{"startDate=2000-01-01&endDate=" + time.Now().UTC().Format(time.DateOnly), nil, "legacy,Analytics,billing,orders-replica,orders-main"},
-		{"startDate=" + time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly), nil, ""},
+		{"startDate=2000-01-01&endDate=2000-12-31", alpha, ""},
+		{"startDate=2000-01-01&endDate=" + time.Now().UTC().Format(time.DateOnly), alpha, "legacy,Analytics,billing,orders-replica,orders-main"},
+		{"startDate=" + time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly), alpha, ""},
 	}
 	for _, tt := range tests {
 		page := h.list(tt.query, tt.headers)
@@ -98,9 +103,15 @@ func TestListFiltersSortsAndRefusesUnknownParameters(t *testing.T) {
 		{"endDate=tomorrow", "FET-0405"},
 		{"startDate=2000-01-01&createdFrom=2000-01-01", "FET-0405"},
 	} {
-		res := h.do(http.MethodGet, "/v1/management/connections?"+bad.query, nil, nil)
+		res := h.do(http.MethodGet, "/v1/management/connections?"+bad.query, nil, alpha)
 		if res.status != http.StatusBadRequest || res.json(t)["code"] != bad.code {
 			t.Errorf("?%s: %d %s, want 400 %s", bad.query, res.status, res.body, bad.code)
+		}
+	}
+	for _, h0 := range []map[string]string{nil, {"X-Product-Name": ""}, {"X-Product-Name": "a.b"}} {
+		res := h.do(http.MethodGet, "/v1/management/connections", nil, h0)
+		if body := res.json(t); res.status != http.StatusBadRequest || body["code"] != "FET-0403" || body["fields"].(map[string]any)["X-Product-Name"] == nil {
+			t.Errorf("list with %v: %d %s, want 400 FET-0403 naming X-Product-Name", h0, res.status, res.body)
 		}
 	}
 }
@@ -156,7 +167,7 @@ func TestCursorPagingIsStableUnderConcurrentInserts(t *testing.T) {
 			if cursor != "" {
 				q += "&cursor=" + url.QueryEscape(cursor)
 			}
-			page := h.list(q, nil)
+			page := h.list(q, map[string]string{"X-Product-Name": "reports"})
 			pages++
 			late := false
 			for _, name := range names(page) {

@@ -64,7 +64,7 @@ func TestReadModelDownStillServesByIDFromTheStream(t *testing.T) {
 	}
 	// Lists come from the projector's in-memory index: they keep answering
 	// with what was projected.
-	list := h.do(http.MethodGet, "/v1/management/connections", nil, nil)
+	list := h.do(http.MethodGet, "/v1/management/connections", nil, reports)
 	if list.status != http.StatusOK || list.json(t)["total"] != float64(1) {
 		t.Fatalf("list with the read model down: %d %s", list.status, list.body)
 	}
@@ -90,7 +90,7 @@ func TestProjectorInItsOwnProcessServesListsAfterWrites(t *testing.T) {
 		if res := h.create(validBody("separate-" + strconv.Itoa(i))); res.status != http.StatusCreated {
 			t.Fatalf("%d %s", res.status, res.body)
 		}
-		list := h.do(http.MethodGet, "/v1/management/connections", nil, nil)
+		list := h.do(http.MethodGet, "/v1/management/connections", nil, reports)
 		if total := list.json(t)["total"]; total != float64(i+1) {
 			t.Fatalf("list right after create %d: total %v", i+1, total)
 		}

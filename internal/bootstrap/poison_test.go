@@ -70,10 +70,10 @@ func TestPoisonEventInTheStreamIsParkedAndTheProjectorGoesOn(t *testing.T) {
 		want = append(want, name)
 	}
 	eventually(t, "creates after the poison events in lists", func() bool {
-		got := names(h.list("limit=100&configName=after-poison", nil))
+		got := names(h.list("limit=100&configName=after-poison", reports))
 		return len(got) == len(want)
 	})
-	if got := names(h.list("limit=100&configName=poison", nil)); len(got) != 0 {
+	if got := names(h.list("limit=100&configName=poison", reports)); len(got) != 0 {
 		t.Errorf("poison connections listed: %v", got)
 	}
 	checkParked := func(h *harness) {
@@ -115,7 +115,7 @@ func TestPoisonEventInTheStreamIsParkedAndTheProjectorGoesOn(t *testing.T) {
 		t.Fatalf("%d %s", res.status, res.body)
 	}
 	eventually(t, "a create after the restart in lists", func() bool {
-		return len(names(h2.list("configName=after-restart", nil))) == 1
+		return len(names(h2.list("configName=after-restart", reports))) == 1
 	})
 	checkParked(h2)
 	if !strings.Contains(h2.logs.String(), "the read model has parked events") {

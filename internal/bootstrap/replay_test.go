@@ -139,7 +139,7 @@ func TestReplayWhileServingSwitchesGenerationsAndVerifies(t *testing.T) {
 			live++
 		}
 	}
-	page := h.list("limit=100", nil)
+	page := h.list("limit=100", map[string]string{"X-Product-Name": "reports"})
 	if page["total"] != float64(live) {
 		t.Fatalf("list total %v, want %d", page["total"], live)
 	}

@@ -89,7 +89,7 @@ func TestNoPlaintextSecretAnywhere(t *testing.T) {
 		t.Fatalf("bad input: %d %s", res.status, res.body)
 	}
 	h.do(http.MethodGet, "/v1/management/connections/"+id, nil, nil)
-	h.do(http.MethodGet, "/v1/management/connections", nil, nil)
+	h.do(http.MethodGet, "/v1/management/connections", nil, reports)
 	eventually(t, "projection", func() bool { return h.svc.Projector.Projected() >= 2 })
 
 	secrets := map[string][]byte{"password": []byte(password), "ssl key": []byte(keyMarker)}

@@ -17,6 +17,7 @@ import (
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/auth"
 	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/httpapi"
@@ -196,6 +197,10 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 	if err != nil {
 		return nil, err
 	}
+	authn, err := authenticator(cfg.Auth, logger)
+	if err != nil {
+		return nil, err
+	}
 	api, err := httpapi.New(httpapi.Deps{
 		Create:  create,
 		Update:  update,
@@ -204,6 +209,7 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 		Prober:  probe,
 		Queries: queries,
 		Secrets: secrets,
+		Auth:    authn,
 		Logger:  logger,
 
 		Discover:     discover,
@@ -365,4 +371,20 @@ func (h streamHistory) Load(ctx context.Context, id string) ([]events.Event, uin
 		err = fmt.Errorf("%w: %w", readmodel.ErrNotFound, err)
 	}
 	return evs, seq, err
+}
+
+// authenticator builds the caller check of AUTH_MODE. Off is loud: every
+// caller may then read, change and test every connection.
+func authenticator(c AuthConfig, logger *slog.Logger) (httpapi.Authenticator, error) {
+	if c.Mode != AuthOIDC {
+		logger.Warn("AUTHENTICATION IS OFF (AUTH_MODE=off): every caller is anonymous in organization \"default\" " +
+			"and may read, change and test every connection; set AUTH_MODE=oidc before exposing the API")
+		return auth.Off{}, nil
+	}
+	v, err := auth.NewVerifier(auth.Config{Issuer: c.Issuer, Audience: c.Audience, OrgClaim: c.OrgClaim, ProductsClaim: c.ProductsClaim})
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("bearer tokens verified", "issuer", c.Issuer, "audience", c.Audience, "orgClaim", c.OrgClaim, "productsClaim", c.ProductsClaim)
+	return v, nil
 }

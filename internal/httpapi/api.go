@@ -15,6 +15,7 @@ import (
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/internal/auth"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -26,10 +27,10 @@ type Creator interface {
 // Queries answers reads with the read side's consistency rules
 // (readmodel.Queries): read-your-writes, point in time, history.
 type Queries interface {
-	Get(ctx context.Context, id string) (*readmodel.Document, error)
-	AsOf(ctx context.Context, id string, at time.Time) (*readmodel.Document, error)
+	Get(ctx context.Context, id string, vis readmodel.Visibility) (*readmodel.Document, error)
+	AsOf(ctx context.Context, id string, at time.Time, vis readmodel.Visibility) (*readmodel.Document, error)
 	List(ctx context.Context, q readmodel.ListQuery) (readmodel.ListResult, error)
-	History(ctx context.Context, id string, page, limit int) (readmodel.HistoryPage, error)
+	History(ctx context.Context, id string, vis readmodel.Visibility, page, limit int) (readmodel.HistoryPage, error)
 	NoteWrite(id string, version, seq uint64)
 }
 
@@ -48,7 +49,10 @@ type Deps struct {
 	Prober  commands.Prober
 	Queries Queries
 	Secrets SecretsReader
-	Logger  *slog.Logger
+	// Auth establishes the caller of every connection route (auth.Off when
+	// authentication is switched off).
+	Auth   Authenticator
+	Logger *slog.Logger
 
 	Discover Discoverer
 	// SchemaMaxAge is how old a recorded schema validate-schema trusts
@@ -69,8 +73,8 @@ type API struct {
 
 // New builds the API.
 func New(d Deps) (*API, error) {
-	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Test == nil || d.Prober == nil || d.Queries == nil || d.Secrets == nil || d.Logger == nil {
-		return nil, errors.New("httpapi: New needs create, update, delete, test and secrets handlers, a prober, the queries and a logger")
+	if d.Create == nil || d.Update == nil || d.Delete == nil || d.Test == nil || d.Prober == nil || d.Queries == nil || d.Secrets == nil || d.Auth == nil || d.Logger == nil {
+		return nil, errors.New("httpapi: New needs create, update, delete, test and secrets handlers, a prober, the queries, an authenticator and a logger")
 	}
 	if d.Discover == nil {
 		return nil, errors.New("httpapi: New needs a discover handler")
@@ -104,28 +108,28 @@ func (a *API) Handler() http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	a.opsRoutes(r)
 	g := r.Group("/v1/management/connections")
-	g.POST("", a.create)
-	g.POST("/test", a.testUnsaved)
-	g.POST("/:id/test", a.testStored)
-	g.POST("/validate-schema", a.validateSchema)
-	g.GET("/:id/schema", a.schema)
-	g.GET("", a.list)
-	g.GET("/:id", a.get)
-	g.GET("/:id/history", a.history)
-	g.PATCH("/:id", a.update)
-	g.DELETE("/:id", a.remove)
+	read, write, test := a.requireScope(auth.ScopeRead), a.requireScope(auth.ScopeWrite), a.requireScope(auth.ScopeTest)
+	g.POST("", write, a.create)
+	g.POST("/test", test, a.testUnsaved)
+	g.POST("/:id/test", test, a.testStored)
+	g.POST("/validate-schema", read, a.validateSchema)
+	g.GET("/:id/schema", read, a.schema)
+	g.GET("", read, a.list)
+	g.GET("/:id", read, a.get)
+	g.GET("/:id/history", read, a.history)
+	g.PATCH("/:id", write, a.update)
+	g.DELETE("/:id", write, a.remove)
 	return r
 }
 
 func (a *API) fail(c *gin.Context, err error) { respondError(c, a.Logger, err) }
 
 func (a *API) origin(c *gin.Context) domain.Origin {
-	// Authentication is not switched on yet: every caller is anonymous.
 	correlation := c.GetHeader("X-Correlation-Id")
 	if !safeRequestID.MatchString(correlation) {
 		correlation = "" // it would be kept forever in the event: only a safe token is
 	}
-	return domain.Origin{Actor: "anonymous", RequestID: requestID(c), CorrelationID: correlation}
+	return domain.Origin{Actor: principal(c).Subject, RequestID: requestID(c), CorrelationID: correlation}
 }
 
 // createInput decodes and checks a create body and its headers, reporting
@@ -161,7 +165,7 @@ func (a *API) create(c *gin.Context) {
 			map[string]string{"Idempotency-Key": "must be at most 255 characters long"}))
 		return
 	}
-	created, err := a.Create.Handle(c.Request.Context(), commands.CreateConnection{Input: in, Origin: a.origin(c), IdempotencyKey: key})
+	created, err := a.Create.Handle(c.Request.Context(), commands.CreateConnection{Input: in, Scope: scope(c), Origin: a.origin(c), IdempotencyKey: key})
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -189,7 +193,11 @@ func (a *API) get(c *gin.Context) {
 		return
 	}
 	if sealed {
-		res, err := a.Secrets.Handle(c.Request.Context(), commands.ReadSealedSecrets{ID: id, Origin: a.origin(c)})
+		if err := sealedScope(c); err != nil {
+			a.fail(c, err)
+			return
+		}
+		res, err := a.Secrets.Handle(c.Request.Context(), commands.ReadSealedSecrets{ID: id, Scope: scope(c), Origin: a.origin(c)})
 		if err != nil {
 			a.fail(c, err)
 			return
@@ -202,9 +210,9 @@ func (a *API) get(c *gin.Context) {
 	}
 	var doc *readmodel.Document
 	if at != nil {
-		doc, err = a.Queries.AsOf(c.Request.Context(), id, *at)
+		doc, err = a.Queries.AsOf(c.Request.Context(), id, *at, visibility(c))
 	} else {
-		doc, err = a.Queries.Get(c.Request.Context(), id)
+		doc, err = a.Queries.Get(c.Request.Context(), id, visibility(c))
 	}
 	if err != nil {
 		a.fail(c, err)
@@ -223,10 +231,14 @@ func (a *API) list(c *gin.Context) {
 		return
 	}
 	sealed, err := includeParam(values)
+	if err == nil && sealed {
+		err = sealedScope(c)
+	}
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
+	q.Organization = principal(c).Organization // a caller lists its own organization only
 	res, err := a.Queries.List(c.Request.Context(), q)
 	if err != nil {
 		a.fail(c, err)
@@ -242,7 +254,7 @@ func (a *API) list(c *gin.Context) {
 			continue
 		}
 		id := res.Items[i].ID
-		s, err := a.Secrets.Handle(c.Request.Context(), commands.ReadSealedSecrets{ID: id, Origin: a.origin(c)})
+		s, err := a.Secrets.Handle(c.Request.Context(), commands.ReadSealedSecrets{ID: id, Scope: scope(c), Origin: a.origin(c)})
 		if errors.Is(err, domain.ErrNotFound) {
 			continue // deleted since the page was read
 		}

@@ -7,11 +7,13 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
+	"github.com/connreg/registry/internal/auth"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -50,6 +52,10 @@ const (
 	CodeSealerDown         = "REG-5033"
 	CodeTestsBusy          = "REG-5034"
 	CodeOutcomeUnknown     = "REG-5035"
+	CodeIdentityDown       = "REG-5036"
+	CodeUnauthenticated    = "REG-0401"
+	CodeForbidden          = "REG-0403"
+	CodeSecretNotResent    = "REG-0423"
 	CodeDependencyDownElse = "REG-5030"
 )
 
@@ -121,6 +127,16 @@ func respondError(c *gin.Context, logger *slog.Logger, err error) {
 	}
 	var limited *commands.RateLimitedError
 	switch {
+	case status == http.StatusUnauthorized:
+		// RFC 6750 section 3: the challenge names what is wrong with the token.
+		c.Header("WWW-Authenticate", `Bearer realm="connreg", error="invalid_token", error_description=`+strconv.Quote(body.Message))
+	case status == http.StatusForbidden:
+		challenge := `Bearer realm="connreg", error="insufficient_scope"`
+		var scoped *auth.InsufficientScopeError
+		if errors.As(err, &scoped) {
+			challenge += `, scope="` + scoped.Scope + `"`
+		}
+		c.Header("WWW-Authenticate", challenge)
 	case errors.As(err, &limited):
 		c.Header("Retry-After", strconv.Itoa(int(math.Ceil(limited.RetryAfter.Seconds()))))
 	case status == http.StatusServiceUnavailable:
@@ -137,8 +153,31 @@ func classify(err error) (int, ErrorBody) {
 		unavailable *domain.UnavailableError
 		mismatch    *SchemaMismatchError
 		unreadable  *commands.DiscoveryFailedError
+		badToken    *auth.InvalidTokenError
+		noScope     *auth.InsufficientScopeError
+		notResent   *domain.SecretNotResentError
 	)
 	switch {
+	case errors.As(err, &badToken):
+		return http.StatusUnauthorized, ErrorBody{Code: CodeUnauthenticated, Title: "Unauthenticated",
+			Message: "A valid bearer token is required: " + badToken.Reason + "."}
+	case errors.As(err, &noScope):
+		return http.StatusForbidden, ErrorBody{Code: CodeForbidden, Title: "Insufficient scope",
+			Message: "The token does not grant the scope " + noScope.Scope + "."}
+	case errors.Is(err, domain.ErrProductNotAllowed):
+		return http.StatusForbidden, ErrorBody{Code: CodeForbidden, Title: "Product not allowed",
+			Message: "The token does not allow this product (X-Product-Name).",
+			Fields:  map[string]string{"X-Product-Name": "not allowed by the token"}}
+	case errors.As(err, &notResent):
+		fields := make(map[string]string, len(notResent.Changed)+1)
+		for _, f := range notResent.Changed {
+			fields[f] = "changes the connection's target"
+		}
+		for _, s := range notResent.Missing {
+			fields[s] = "must be sent again when " + strings.Join(notResent.Changed, ", ") + " change"
+		}
+		return http.StatusUnprocessableEntity, ErrorBody{Code: CodeSecretNotResent, Title: "Secret not sent again",
+			Message: notResent.Error() + ".", Fields: fields}
 	case errors.As(err, &mismatch):
 		return http.StatusUnprocessableEntity, mismatchBody(mismatch)
 	case errors.As(err, &unreadable):
@@ -187,6 +226,8 @@ func classify(err error) (int, ErrorBody) {
 			code, what = CodeReadModelDown, "The read model store"
 		case domain.DependencySealer:
 			code, what = CodeSealerDown, "The credential sealer (Vault)"
+		case domain.DependencyIdentityProvider:
+			code, what = CodeIdentityDown, "The identity provider (token issuer)"
 		}
 		return http.StatusServiceUnavailable, ErrorBody{Code: code, Title: "Service unavailable",
 			Message: what + " is unavailable; nothing was written. Retry later."}

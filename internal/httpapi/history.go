@@ -38,7 +38,7 @@ func (a *API) history(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	res, err := a.Queries.History(c.Request.Context(), id, page, limit)
+	res, err := a.Queries.History(c.Request.Context(), id, visibility(c), page, limit)
 	if err != nil {
 		a.fail(c, err)
 		return

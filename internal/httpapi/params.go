@@ -141,8 +141,8 @@ func invalidParam(name, reason string) error {
 	return badRequest(CodeInvalidQueryParam, "Invalid query parameter", name+" "+reason+".", map[string]string{name: reason})
 }
 
-// parseListQuery reads a list's query parameters and its X-Product-Name header,
-// refusing unknown and repeated parameters.
+// parseListQuery reads a list's query parameters and its X-Product-Name
+// header (required), refusing unknown and repeated parameters.
 func parseListQuery(values url.Values, header http.Header) (readmodel.ListQuery, error) {
 	var others []string
 	q := readmodel.ListQuery{SortBy: readmodel.SortCreatedAt}
@@ -245,7 +245,10 @@ func parseListQuery(values url.Values, header http.Header) (readmodel.ListQuery,
 		}
 		q.After = &cur
 	}
-	q.ProductName, err = productScope(header)
+	// A list is always of one product.
+	if q.ProductName, err = productScope(header); err == nil && q.ProductName == "" {
+		err = badRequest(CodeInvalidHeader, "Invalid header", "X-Product-Name is required.", map[string]string{"X-Product-Name": "is required"})
+	}
 	return q, err
 }
 

@@ -120,7 +120,7 @@ func (a *API) update(c *gin.Context) {
 		a.fail(c, violations)
 		return
 	}
-	res, err := a.Update.Handle(c.Request.Context(), commands.UpdateConnection{ID: id, IfMatch: version, Input: in, Origin: a.origin(c)})
+	res, err := a.Update.Handle(c.Request.Context(), commands.UpdateConnection{ID: id, Scope: scope(c), IfMatch: version, Input: in, Origin: a.origin(c)})
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -139,7 +139,7 @@ func (a *API) remove(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	res, err := a.Delete.Handle(c.Request.Context(), commands.DeleteConnection{ID: id, IfMatch: version, Origin: a.origin(c)})
+	res, err := a.Delete.Handle(c.Request.Context(), commands.DeleteConnection{ID: id, Scope: scope(c), IfMatch: version, Origin: a.origin(c)})
 	if err != nil {
 		a.fail(c, err)
 		return

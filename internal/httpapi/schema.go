@@ -135,8 +135,8 @@ func (c *confirmations) checkedAt(id, digest string, recorded time.Time) time.Ti
 
 // discover runs a discovery and remembers its outcome; a database that
 // could not be read is a *commands.DiscoveryFailedError.
-func (a *API) discover(ctx context.Context, id string, origin domain.Origin) (knownSchema, error) {
-	d, err := a.Discover.Handle(ctx, commands.DiscoverSchema{ID: id, Origin: origin})
+func (a *API) discover(ctx context.Context, id string, scope domain.Scope, origin domain.Origin) (knownSchema, error) {
+	d, err := a.Discover.Handle(ctx, commands.DiscoverSchema{ID: id, Scope: scope, Origin: origin})
 	if err != nil {
 		return knownSchema{}, err
 	}
@@ -153,8 +153,8 @@ func (a *API) discover(ctx context.Context, id string, origin domain.Origin) (kn
 // recordedSchema is the latest schema recorded for a connection, with the
 // read side's consistency rules (read-your-writes, fold of the stream when
 // the read model lags or is down). ok is false when none was ever recorded.
-func (a *API) recordedSchema(ctx context.Context, id string) (k knownSchema, ok bool, err error) {
-	doc, err := a.Queries.Get(ctx, id)
+func (a *API) recordedSchema(ctx context.Context, id string, vis readmodel.Visibility) (k knownSchema, ok bool, err error) {
+	doc, err := a.Queries.Get(ctx, id, vis)
 	if err != nil || doc.Discovered == nil {
 		return k, false, err
 	}
@@ -186,7 +186,7 @@ func (a *API) schema(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	if !refresh {
-		k, ok, err := a.recordedSchema(ctx, id)
+		k, ok, err := a.recordedSchema(ctx, id, visibility(c))
 		if err != nil {
 			a.fail(c, err)
 			return
@@ -196,7 +196,7 @@ func (a *API) schema(c *gin.Context) {
 			return
 		}
 	}
-	k, err := a.discover(ctx, id, a.origin(c))
+	k, err := a.discover(ctx, id, scope(c), a.origin(c))
 	if err != nil {
 		a.fail(c, err)
 		return
@@ -267,12 +267,12 @@ func (a *API) validateSchema(c *gin.Context) {
 		mu       sync.Mutex
 		fatalErr error // the first error that fails the whole request
 	)
-	origin := a.origin(c)
+	origin, sc, vis := a.origin(c), scope(c), visibility(c)
 	// One mapping must not take every slot of the connection tester (its
 	// other callers would get "busy"): it discovers a few at a time.
 	slots := make(chan struct{}, maxDiscoveriesPerRequest)
 	for i, name := range names {
-		doc, err := a.byConfigName(ctx, product, name)
+		doc, err := a.byConfigName(ctx, vis, product, name)
 		if errors.Is(err, readmodel.ErrNotFound) {
 			problems[i] = missingConnection
 			continue
@@ -291,7 +291,7 @@ func (a *API) validateSchema(c *gin.Context) {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			k, err := a.discover(ctx, doc.ID, origin)
+			k, err := a.discover(ctx, doc.ID, sc, origin)
 			var (
 				limited     *commands.RateLimitedError
 				unavailable *domain.UnavailableError
@@ -357,21 +357,22 @@ func checkMapping(name string, mapped map[string][]string, tables []domain.Table
 }
 
 // byConfigName finds the live connection with this config name (any case)
-// within the product, when one is given; the document carries its schema.
-func (a *API) byConfigName(ctx context.Context, product, name string) (*readmodel.Document, error) {
-	res, err := a.Queries.List(ctx, readmodel.ListQuery{ProductName: product, ConfigNamePrefix: name,
+// of the caller's organization, within the product when one is given; the
+// document carries its schema.
+func (a *API) byConfigName(ctx context.Context, vis readmodel.Visibility, product, name string) (*readmodel.Document, error) {
+	res, err := a.Queries.List(ctx, readmodel.ListQuery{Organization: vis.Organization, ProductName: product, ConfigNamePrefix: name,
 		SortBy: readmodel.SortConfigName, Ascending: true, Page: 1, Limit: 1})
 	if err != nil {
 		return nil, err
 	}
 	// Sorted by lower-cased name, the name itself comes before every longer name it prefixes.
-	if len(res.Items) == 0 || !strings.EqualFold(res.Items[0].ConfigName, name) {
+	if len(res.Items) == 0 || !strings.EqualFold(res.Items[0].ConfigName, name) || !vis.Allows(res.Items[0].Organization, res.Items[0].ProductName) {
 		return nil, readmodel.ErrNotFound
 	}
 	doc := &res.Items[0]
 	if doc.Discovered == nil {
 		// A list page may leave the schema out: read the document itself.
-		return a.Queries.Get(ctx, doc.ID)
+		return a.Queries.Get(ctx, doc.ID, vis)
 	}
 	return doc, nil
 }

@@ -31,7 +31,7 @@ func (a *API) testStored(c *gin.Context) {
 		a.fail(c, err)
 		return
 	}
-	res, err := a.Test.Handle(c.Request.Context(), commands.TestConnection{ID: id, Origin: a.origin(c)})
+	res, err := a.Test.Handle(c.Request.Context(), commands.TestConnection{ID: id, Scope: scope(c), Origin: a.origin(c)})
 	if err != nil {
 		a.fail(c, err)
 		return

@@ -25,6 +25,7 @@ import (
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/auth"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -147,6 +148,7 @@ func newRefusingAPI(t *testing.T) (http.Handler, *bytes.Buffer) {
 		Prober:  testMustNotRun{t},
 		Queries: queries,
 		Secrets: secretsMustNotRun{t},
+		Auth:    auth.Off{},
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 
 		Discover: discoverMustNotRun{t},

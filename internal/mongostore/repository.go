@@ -85,13 +85,14 @@ var indexes = []struct {
 	name string
 	keys bson.D
 }{
-	{"live_created", bson.D{{Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
-	{"live_updated", bson.D{{Key: "deleted", Value: 1}, {Key: "updatedAt", Value: -1}, {Key: "_id", Value: -1}}},
-	{"live_name", bson.D{{Key: "deleted", Value: 1}, {Key: "configNameKey", Value: 1}, {Key: "_id", Value: 1}}},
-	{"product_created", bson.D{{Key: "productName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
-	{"type_created", bson.D{{Key: "type", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
-	{"host_created", bson.D{{Key: "host", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
-	{"database_created", bson.D{{Key: "databaseName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
+	// Every list is of one product of one organization: the indexes lead
+	// with both, then the filter and the sort.
+	{"org_product_created", bson.D{{Key: "organization", Value: 1}, {Key: "productName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "_id", Value: -1}}},
+	{"org_product_updated", bson.D{{Key: "organization", Value: 1}, {Key: "productName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "updatedAt", Value: -1}, {Key: "_id", Value: -1}}},
+	{"org_product_name", bson.D{{Key: "organization", Value: 1}, {Key: "productName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "configNameKey", Value: 1}, {Key: "_id", Value: 1}}},
+	{"org_product_type_created", bson.D{{Key: "organization", Value: 1}, {Key: "productName", Value: 1}, {Key: "type", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
+	{"org_product_host_created", bson.D{{Key: "organization", Value: 1}, {Key: "productName", Value: 1}, {Key: "host", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
+	{"org_product_database_created", bson.D{{Key: "organization", Value: 1}, {Key: "productName", Value: 1}, {Key: "databaseName", Value: 1}, {Key: "deleted", Value: 1}, {Key: "createdAt", Value: -1}}},
 }
 
 func (r *Repository) ensureIndexes(ctx context.Context) error {
@@ -428,6 +429,7 @@ func listFilter(q readmodel.ListQuery) bson.D {
 			f = append(f, bson.E{Key: k, Value: v})
 		}
 	}
+	eq("organization", q.Organization)
 	eq("productName", q.ProductName)
 	eq("type", q.Type)
 	eq("host", q.Host)
