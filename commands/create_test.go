@@ -71,7 +71,7 @@ func TestCreateValidatesAndWritesNothingOnError(t *testing.T) {
 			f := newFixture(t)
 			in := input("orders")
 			tc.edit(&in)
-			_, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: in, Origin: origin, IdempotencyKey: "k"})
+			_, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: in, Origin: origin, IdempotencyKey: "k"})
 			var verr *domain.ValidationError
 			if !errors.As(err, &verr) {
 				t.Fatalf("err = %v, want a *domain.ValidationError", err)
@@ -91,7 +91,7 @@ func TestCreateSealsStampsAndAppends(t *testing.T) {
 	in := input("orders")
 	in.Metadata = map[string]string{"team": "data"}
 	password := in.Password
-	res, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: in, Origin: origin})
+	res, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: in, Origin: origin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestCreateOfATakenNameIsRefused(t *testing.T) {
 	}
 	in := input("orders")
 	in.ProductName = "another-product" // names are unique across products
-	if _, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: in, Origin: origin}); !errors.Is(err, domain.ErrNameTaken) {
+	if _, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: in, Origin: origin}); !errors.Is(err, domain.ErrNameTaken) {
 		t.Fatalf("create in another product: %v, want domain.ErrNameTaken", err)
 	}
 	if n := f.aggregates(); n != 1 {
@@ -159,20 +159,20 @@ func TestIdempotentCreate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			first, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: input("orders"), Origin: origin, IdempotencyKey: "key-1"})
+			first, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: input("orders"), Origin: origin, IdempotencyKey: "key-1"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			// The connection changes after its create: a replay still
 			// answers it as its create made it.
-			if _, err := f.update.Handle(ctx(t), commands.UpdateConnection{ID: first.Connection.ID(),
-				Input: domain.PatchInput{Host: ptr("moved.example.com")}, Origin: origin}); err != nil {
+			if _, err := f.update.Handle(ctx(t), commands.UpdateConnection{Scope: caller, ID: first.Connection.ID(),
+				Input: domain.PatchInput{Host: ptr("moved.example.com"), Password: []byte("moved")}, Origin: origin}); err != nil {
 				t.Fatal(err)
 			}
 			in := input("orders")
 			tc.retry(&in)
 			f.clock.advance(time.Minute)
-			res, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: in, Origin: origin, IdempotencyKey: tc.key})
+			res, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: in, Origin: origin, IdempotencyKey: tc.key})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("retry: %v, want %v", err, tc.wantErr)
 			}
@@ -195,13 +195,13 @@ func TestIdempotentCreate(t *testing.T) {
 // two connections.
 func TestIdempotencyKeyIsScopedToTheProduct(t *testing.T) {
 	f := newFixture(t)
-	a, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: input("orders"), Origin: origin, IdempotencyKey: "shared"})
+	a, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: input("orders"), Origin: origin, IdempotencyKey: "shared"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	in := input("payments")
 	in.ProductName = "shipping"
-	b, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: in, Origin: origin, IdempotencyKey: "shared"})
+	b, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: in, Origin: origin, IdempotencyKey: "shared"})
 	if err != nil || a.Connection.ID() == b.Connection.ID() {
 		t.Fatalf("second product: %v; ids %s and %s", err, a.Connection.ID(), b.Connection.ID())
 	}
@@ -218,7 +218,7 @@ func TestConcurrentIdempotentRetriesMakeOneConnection(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			results[i], errs[i] = f.create.Handle(ctx(t), commands.CreateConnection{Input: input("orders"), Origin: origin, IdempotencyKey: "retry"})
+			results[i], errs[i] = f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: input("orders"), Origin: origin, IdempotencyKey: "retry"})
 		})
 	}
 	wg.Wait()
@@ -246,7 +246,7 @@ func TestConcurrentIdempotentRetriesMakeOneConnection(t *testing.T) {
 func TestIdempotentCreateOfATakenName(t *testing.T) {
 	f := newFixture(t)
 	f.mustCreate("orders")
-	_, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: input("orders"), Origin: origin, IdempotencyKey: "fresh"})
+	_, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: input("orders"), Origin: origin, IdempotencyKey: "fresh"})
 	if !errors.Is(err, domain.ErrNameTaken) {
 		t.Fatalf("err = %v, want domain.ErrNameTaken", err)
 	}
@@ -263,7 +263,7 @@ func TestConcurrentCreatesOfOneNameMakeOneConnection(t *testing.T) {
 	for i := range n {
 		name := []string{"hot-name", "HOT-NAME", "Hot-Name"}[i%3]
 		wg.Go(func() {
-			_, errs[i] = f.create.Handle(ctx(t), commands.CreateConnection{Input: input(name), Origin: origin})
+			_, errs[i] = f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: input(name), Origin: origin})
 		})
 	}
 	wg.Wait()
@@ -285,7 +285,7 @@ func TestCreateSealsTheClientKey(t *testing.T) {
 	f := newFixture(t)
 	in := withClientKey("tls-db")
 	key := in.SSL.Key
-	res, err := f.create.Handle(ctx(t), commands.CreateConnection{Input: in, Origin: origin})
+	res, err := f.create.Handle(ctx(t), commands.CreateConnection{Scope: caller, Input: in, Origin: origin})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,10 @@ type fixture struct {
 
 var origin = domain.Origin{Actor: "alice", RequestID: "req-1", CorrelationID: "corr-1"}
 
+// caller is the scope of the tests' requests: the organization its
+// connections belong to, every product (scope_test.go tests other scopes).
+var caller = domain.Scope{Organization: domain.DefaultOrganization}
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
@@ -186,7 +190,7 @@ func (f *fixture) mustCreate(name string) string {
 func (f *fixture) mustCreateFrom(in domain.SpecInput) string {
 	f.t.Helper()
 	name := in.ConfigName
-	res, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Input: in, Origin: origin})
+	res, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Scope: caller, Input: in, Origin: origin})
 	if err != nil {
 		f.t.Fatalf("create %q: %v", name, err)
 	}
@@ -234,7 +238,7 @@ func (f *fixture) aggregates() int {
 // assertNameTaken checks that a new connection cannot take name.
 func (f *fixture) assertNameTaken(name string) {
 	f.t.Helper()
-	if _, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Input: input(name), Origin: origin}); !errors.Is(err, domain.ErrNameTaken) {
+	if _, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Scope: caller, Input: input(name), Origin: origin}); !errors.Is(err, domain.ErrNameTaken) {
 		f.t.Fatalf("create of %q: %v, want domain.ErrNameTaken", name, err)
 	}
 }
@@ -242,7 +246,7 @@ func (f *fixture) assertNameTaken(name string) {
 // assertNameFree checks that a new connection can take name (and takes it).
 func (f *fixture) assertNameFree(name string) {
 	f.t.Helper()
-	if _, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Input: input(name), Origin: origin}); err != nil {
+	if _, err := f.create.Handle(ctx(f.t), commands.CreateConnection{Scope: caller, Input: input(name), Origin: origin}); err != nil {
 		f.t.Fatalf("create of %q: %v, want the name free", name, err)
 	}
 }
@@ -274,13 +278,16 @@ func (r *racingStore) Append(ctx context.Context, a commands.Append) (uint64, er
 }
 
 // racer returns a store on which the first races appends lose to a change
-// of the connection's port by another writer (a new port each time).
+// of the connection's database name by another writer (a new name each
+// time; a change that does not move the connection, so that it needs no
+// password).
 func (f *fixture) racer(id string, races int) *racingStore {
-	port := 6000
+	n := 0
 	return &racingStore{EventStore: f.store, races: races, race: func() {
-		port++
-		if _, err := f.update.Handle(context.Background(), commands.UpdateConnection{ID: id,
-			Input: domain.PatchInput{Port: &port}, Origin: domain.Origin{Actor: "racer"}}); err != nil {
+		n++
+		database := fmt.Sprintf("raced-%d", n)
+		if _, err := f.update.Handle(context.Background(), commands.UpdateConnection{Scope: caller, ID: id,
+			Input: domain.PatchInput{DatabaseName: &database}, Origin: domain.Origin{Actor: "racer"}}); err != nil {
 			f.t.Errorf("the concurrent writer: %v", err)
 		}
 	}}

@@ -153,7 +153,7 @@ func TestResealRotatesWhatIsStaleOnce(t *testing.T) {
 	f := newResealFixture(t)
 	stale := []string{f.mustCreate("alpha"), f.mustCreate("bravo"), f.mustCreateFrom(withClientKey("charlie"))}
 	gone := f.mustCreate("delta")
-	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: gone, Origin: origin}); err != nil {
+	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: gone, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	f.keys.rotate()
@@ -232,7 +232,7 @@ func TestResealFailuresAreCountedAndTheRunGoesOn(t *testing.T) {
 		{"sealed by another scheme", func(f *resealFixture) string {
 			// Created with the development sealer before the keyring.
 			create, _, _ := f.handlers(f.store)
-			res, err := create.Handle(ctx(f.t), commands.CreateConnection{Input: input("foreign"), Origin: origin})
+			res, err := create.Handle(ctx(f.t), commands.CreateConnection{Scope: caller, Input: input("foreign"), Origin: origin})
 			if err != nil {
 				f.t.Fatal(err)
 			}
@@ -306,7 +306,7 @@ func TestResealAfterAConcurrentChange(t *testing.T) {
 			t.Fatalf("%d races: %d rewraps, want 1 reused across the retries", tc.races, rewraps)
 		}
 		if !tc.fails {
-			if p := evs[1].Payload.(*events.ConnectionUpdatedV1); p.Port == nil || *p.Port != 6001 {
+			if p := evs[1].Payload.(*events.ConnectionUpdatedV1); p.DatabaseName == nil || *p.DatabaseName != "raced-1" {
 				t.Fatalf("the concurrent change was lost: %+v", p)
 			}
 		}

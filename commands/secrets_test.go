@@ -46,7 +46,7 @@ func TestSecretsReadIsRecordedBeforeTheHandOut(t *testing.T) {
 				t.Fatal(err)
 			}
 			reader := domain.Origin{Actor: "report-generator", RequestID: "req-9"}
-			out, err := f.secretsHandler(f.store).Handle(ctx(t), commands.ReadSealedSecrets{ID: id, Origin: reader})
+			out, err := f.secretsHandler(f.store).Handle(ctx(t), commands.ReadSealedSecrets{Scope: caller, ID: id, Origin: reader})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +71,7 @@ func TestSecretsReadHandsOutNothingUnrecorded(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreate("orders")
 	gone := f.mustCreate("gone")
-	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: gone, Origin: origin}); err != nil {
+	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: gone, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -86,7 +86,7 @@ func TestSecretsReadHandsOutNothingUnrecorded(t *testing.T) {
 		{"too many lost races", f.racer(id, commands.MaxConflictRetries+1), id, func(err error) bool { return errors.Is(err, domain.ErrConcurrentChange) }},
 	}
 	for _, tc := range tests {
-		out, err := f.secretsHandler(tc.store).Handle(ctx(t), commands.ReadSealedSecrets{ID: tc.id, Origin: origin})
+		out, err := f.secretsHandler(tc.store).Handle(ctx(t), commands.ReadSealedSecrets{Scope: caller, ID: tc.id, Origin: origin})
 		if !tc.wantErr(err) {
 			t.Fatalf("%s: err = %v", tc.name, err)
 		}
@@ -104,8 +104,8 @@ func TestSecretsReadHandsOutNothingUnrecorded(t *testing.T) {
 func TestSecretsReadAfterAConcurrentChange(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreate("orders")
-	out, err := f.secretsHandler(f.racer(id, 1)).Handle(ctx(t), commands.ReadSealedSecrets{ID: id, Origin: origin})
-	if err != nil || out.Connection.Version() != 3 || out.Connection.Spec().Port != 6001 {
+	out, err := f.secretsHandler(f.racer(id, 1)).Handle(ctx(t), commands.ReadSealedSecrets{Scope: caller, ID: id, Origin: origin})
+	if err != nil || out.Connection.Version() != 3 || out.Connection.Spec().DatabaseName != "raced-1" {
 		t.Fatalf("read after a lost race: %v, %+v", err, out)
 	}
 	f.assertHistory(id, "created", "updated", "secrets-read")

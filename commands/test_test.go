@@ -84,7 +84,7 @@ func TestConnectionTestIsRecorded(t *testing.T) {
 			p := &fixedProber{res: tc.answer}
 			h := f.testHandler(f.store, p, f.sealer, 10)
 			f.clock.advance(time.Second)
-			res, err := h.Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin})
+			res, err := h.Handle(ctx(t), commands.TestConnection{Scope: caller, ID: id, Origin: origin})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -125,11 +125,11 @@ func TestConnectionTestIsRateLimited(t *testing.T) {
 	p := &fixedProber{res: probeAnswer{res: commands.ProbeResult{Status: domain.TestSucceeded}}}
 	h := f.testHandler(f.store, p, f.sealer, 2)
 	for range 2 {
-		if _, err := h.Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin}); err != nil {
+		if _, err := h.Handle(ctx(t), commands.TestConnection{Scope: caller, ID: id, Origin: origin}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := h.Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin})
+	_, err := h.Handle(ctx(t), commands.TestConnection{Scope: caller, ID: id, Origin: origin})
 	var limited *commands.RateLimitedError
 	if !errors.As(err, &limited) || limited.RetryAfter <= 0 || limited.RetryAfter > time.Minute {
 		t.Fatalf("third test within a minute: %v", err)
@@ -139,11 +139,11 @@ func TestConnectionTestIsRateLimited(t *testing.T) {
 	}
 	f.assertHistory(id, "created", "tested", "health-changed", "tested")
 	f.clock.advance(limited.RetryAfter) // the handler's clock drives the limiter
-	if _, err := h.Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin}); err != nil {
+	if _, err := h.Handle(ctx(t), commands.TestConnection{Scope: caller, ID: id, Origin: origin}); err != nil {
 		t.Fatalf("after Retry-After: %v", err)
 	}
 	other := f.mustCreate("payments") // the quota is per connection
-	if _, err := h.Handle(ctx(t), commands.TestConnection{ID: other, Origin: origin}); err != nil {
+	if _, err := h.Handle(ctx(t), commands.TestConnection{Scope: caller, ID: other, Origin: origin}); err != nil {
 		t.Fatalf("another connection: %v", err)
 	}
 }
@@ -151,13 +151,13 @@ func TestConnectionTestIsRateLimited(t *testing.T) {
 func TestConnectionTestOfAMissingConnection(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreate("orders")
-	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: id, Origin: origin}); err != nil {
+	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: id, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	p := &fixedProber{res: probeAnswer{res: commands.ProbeResult{Status: domain.TestSucceeded}}}
 	h := f.testHandler(f.store, p, f.sealer, 10)
 	for _, target := range []string{id, "00000000-0000-7000-8000-999999999999"} {
-		if _, err := h.Handle(ctx(t), commands.TestConnection{ID: target, Origin: origin}); !errors.Is(err, domain.ErrNotFound) {
+		if _, err := h.Handle(ctx(t), commands.TestConnection{Scope: caller, ID: target, Origin: origin}); !errors.Is(err, domain.ErrNotFound) {
 			t.Fatalf("test of %s: %v, want domain.ErrNotFound", target, err)
 		}
 	}
@@ -177,7 +177,7 @@ func TestConnectionTestThatCannotUnseal(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := &fixedProber{res: probeAnswer{res: commands.ProbeResult{Status: domain.TestSucceeded}}}
-	_, err = f.testHandler(f.store, p, other, 10).Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin})
+	_, err = f.testHandler(f.store, p, other, 10).Handle(ctx(t), commands.TestConnection{Scope: caller, ID: id, Origin: origin})
 	if !errors.Is(err, devseal.ErrRejected) || strings.Contains(err.Error(), "pw-of-orders") {
 		t.Fatalf("err = %v, want devseal.ErrRejected without the secret", err)
 	}
@@ -205,7 +205,7 @@ func TestConnectionTestRecordsAfterAConcurrentChange(t *testing.T) {
 		id := f.mustCreate("orders")
 		p := &fixedProber{res: probeAnswer{res: commands.ProbeResult{Status: domain.TestFailed, Reason: "TIMEOUT", Latency: time.Second}}}
 		store := f.racer(id, tc.races)
-		_, err := f.testHandler(store, p, f.sealer, 10).Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin})
+		_, err := f.testHandler(store, p, f.sealer, 10).Handle(ctx(t), commands.TestConnection{Scope: caller, ID: id, Origin: origin})
 		if !errors.Is(err, tc.wantErr) {
 			t.Fatalf("%d races: %v, want %v", tc.races, err, tc.wantErr)
 		}
@@ -245,7 +245,7 @@ func TestConnectionTestUnsealsTheClientKeyForTheAttemptOnly(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreateFrom(withClientKey("tls-db"))
 	p := &fixedProber{res: probeAnswer{res: commands.ProbeResult{Status: domain.TestSucceeded}}}
-	if _, err := f.testHandler(f.store, p, f.sealer, 10).Handle(ctx(t), commands.TestConnection{ID: id, Origin: origin}); err != nil {
+	if _, err := f.testHandler(f.store, p, f.sealer, 10).Handle(ctx(t), commands.TestConnection{Scope: caller, ID: id, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	cert, key := clientCert()

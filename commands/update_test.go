@@ -22,11 +22,12 @@ func TestUpdateRecordsWhatChanges(t *testing.T) {
 		{"empty patch", domain.PatchInput{}, nil, false},
 		{"same values", domain.PatchInput{Host: ptr("db.example.com"), Port: ptr(5432), ConfigName: ptr("orders")}, nil, false},
 		{"same metadata", domain.PatchInput{SetMetadata: true}, nil, false},
-		{"host", domain.PatchInput{Host: ptr("db2.example.com")}, []string{events.FieldHost}, false},
-		{"host and port, one the same", domain.PatchInput{Host: ptr("db.example.com"), Port: ptr(6432)}, []string{events.FieldPort}, false},
+		// Moving the connection sends the password again (domain.SecretNotResentError otherwise).
+		{"host", domain.PatchInput{Host: ptr("db2.example.com"), Password: []byte("rotated")}, []string{events.FieldHost, events.FieldPassword}, false},
+		{"host and port, one the same", domain.PatchInput{Host: ptr("db.example.com"), Port: ptr(6432), Password: []byte("rotated")}, []string{events.FieldPort, events.FieldPassword}, false},
 		{"password", domain.PatchInput{Password: []byte("rotated")}, []string{events.FieldPassword}, false},
 		{"metadata", domain.PatchInput{Metadata: map[string]string{"team": "x"}, SetMetadata: true}, []string{events.FieldMetadata}, false},
-		{"type takes its default schema", domain.PatchInput{Type: ptr("MYSQL")}, []string{events.FieldType, events.FieldSchema}, false},
+		{"type takes its default schema", domain.PatchInput{Type: ptr("MYSQL"), Password: []byte("rotated")}, []string{events.FieldType, events.FieldPassword, events.FieldSchema}, false},
 		{"invalid port", domain.PatchInput{Host: ptr("db2.example.com"), Port: ptr(0)}, nil, true},
 		{"empty password", domain.PatchInput{Password: []byte{}}, nil, true},
 		{"invalid name", domain.PatchInput{ConfigName: ptr("x")}, nil, true},
@@ -38,7 +39,7 @@ func TestUpdateRecordsWhatChanges(t *testing.T) {
 			seals := f.sealer.count()
 			f.clock.advance(time.Hour)
 			password := tc.patch.Password
-			res, err := f.update.Handle(ctx(t), commands.UpdateConnection{ID: id, Input: tc.patch, Origin: origin})
+			res, err := f.update.Handle(ctx(t), commands.UpdateConnection{Scope: caller, ID: id, Input: tc.patch, Origin: origin})
 			var verr *domain.ValidationError
 			if tc.wantErr != errors.As(err, &verr) {
 				t.Fatalf("err = %v, want a validation error: %v", err, tc.wantErr)
@@ -83,11 +84,11 @@ func TestUpdateRecordsWhatChanges(t *testing.T) {
 func TestUpdateOfAMissingConnection(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreate("orders")
-	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: id, Origin: origin}); err != nil {
+	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: id, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	for _, target := range []string{id, "00000000-0000-7000-8000-999999999999"} {
-		_, err := f.update.Handle(ctx(t), commands.UpdateConnection{ID: target, Input: domain.PatchInput{Host: ptr("x.example.com")}, Origin: origin})
+		_, err := f.update.Handle(ctx(t), commands.UpdateConnection{Scope: caller, ID: target, Input: domain.PatchInput{Host: ptr("x.example.com")}, Origin: origin})
 		if !errors.Is(err, domain.ErrNotFound) {
 			t.Fatalf("update of %s: %v, want domain.ErrNotFound", target, err)
 		}
@@ -113,7 +114,7 @@ func TestRenameClaimsTheNewNameAndReleasesTheOld(t *testing.T) {
 			f := newFixture(t)
 			id := f.mustCreate("orders")
 			f.mustCreate("held")
-			_, err := f.update.Handle(ctx(t), commands.UpdateConnection{ID: id, Input: domain.PatchInput{ConfigName: &tc.to}, Origin: origin})
+			_, err := f.update.Handle(ctx(t), commands.UpdateConnection{Scope: caller, ID: id, Input: domain.PatchInput{ConfigName: &tc.to}, Origin: origin})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("rename: %v, want %v", err, tc.wantErr)
 			}
@@ -140,13 +141,13 @@ func TestLostRaces(t *testing.T) {
 	type run func(f *fixture, store commands.EventStore, id string, ifMatch *uint64) error
 	update := func(f *fixture, store commands.EventStore, id string, ifMatch *uint64) error {
 		_, h, _ := f.handlers(store)
-		_, err := h.Handle(ctx(f.t), commands.UpdateConnection{ID: id, IfMatch: ifMatch,
+		_, err := h.Handle(ctx(f.t), commands.UpdateConnection{Scope: caller, ID: id, IfMatch: ifMatch,
 			Input: domain.PatchInput{Host: ptr("mine.example.com"), Password: []byte("new-password")}, Origin: origin})
 		return err
 	}
 	del := func(f *fixture, store commands.EventStore, id string, ifMatch *uint64) error {
 		_, _, h := f.handlers(store)
-		_, err := h.Handle(ctx(f.t), commands.DeleteConnection{ID: id, IfMatch: ifMatch, Origin: origin})
+		_, err := h.Handle(ctx(f.t), commands.DeleteConnection{Scope: caller, ID: id, IfMatch: ifMatch, Origin: origin})
 		return err
 	}
 	tests := []struct {
@@ -210,20 +211,20 @@ func TestLostRaces(t *testing.T) {
 func TestStaleIfMatchChangesNothing(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreate("orders")
-	if _, err := f.update.Handle(ctx(t), commands.UpdateConnection{ID: id, Input: domain.PatchInput{Port: ptr(1)}, Origin: origin}); err != nil {
+	if _, err := f.update.Handle(ctx(t), commands.UpdateConnection{Scope: caller, ID: id, Input: domain.PatchInput{Port: ptr(1), Password: []byte("moved")}, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range []uint64{0, 1, 3} {
-		_, err := f.update.Handle(ctx(t), commands.UpdateConnection{ID: id, IfMatch: &v, Input: domain.PatchInput{Port: ptr(2)}, Origin: origin})
+		_, err := f.update.Handle(ctx(t), commands.UpdateConnection{Scope: caller, ID: id, IfMatch: &v, Input: domain.PatchInput{Port: ptr(2), Password: []byte("moved")}, Origin: origin})
 		if !errors.Is(err, domain.ErrVersionMismatch) {
 			t.Fatalf("update at If-Match %d: %v, want domain.ErrVersionMismatch", v, err)
 		}
-		if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: id, IfMatch: &v, Origin: origin}); !errors.Is(err, domain.ErrVersionMismatch) {
+		if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: id, IfMatch: &v, Origin: origin}); !errors.Is(err, domain.ErrVersionMismatch) {
 			t.Fatalf("delete at If-Match %d: %v, want domain.ErrVersionMismatch", v, err)
 		}
 	}
 	f.assertHistory(id, "created", "updated")
-	res, err := f.update.Handle(ctx(t), commands.UpdateConnection{ID: id, IfMatch: ptr(uint64(2)), Input: domain.PatchInput{Port: ptr(2)}, Origin: origin})
+	res, err := f.update.Handle(ctx(t), commands.UpdateConnection{Scope: caller, ID: id, IfMatch: ptr(uint64(2)), Input: domain.PatchInput{Port: ptr(2), Password: []byte("moved")}, Origin: origin})
 	if err != nil || res.Connection.Version() != 3 {
 		t.Fatalf("update at the current version: %v", err)
 	}
@@ -235,7 +236,7 @@ func TestDeleteReleasesTheNameOnce(t *testing.T) {
 	// Less than the claim lease: the name must be free because the delete
 	// released it, not because its claim aged.
 	f.clock.advance(time.Second)
-	res, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: id, IfMatch: ptr(uint64(1)), Origin: origin})
+	res, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: id, IfMatch: ptr(uint64(1)), Origin: origin})
 	if err != nil || !res.Changed || !res.Connection.Deleted() || res.Sequence == 0 {
 		t.Fatalf("delete: %+v, %v", res, err)
 	}
@@ -244,7 +245,7 @@ func TestDeleteReleasesTheNameOnce(t *testing.T) {
 		t.Fatalf("deleted event %+v %+v", evs[1].Metadata, p)
 	}
 	f.assertNameFree("ORDERS")
-	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: id, Origin: origin}); !errors.Is(err, domain.ErrNotFound) {
+	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: id, Origin: origin}); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("second delete: %v, want domain.ErrNotFound", err)
 	}
 	f.assertHistory(id, "created", "deleted")
