@@ -98,15 +98,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	default:
 		return c, fmt.Errorf("ENV=%q: must be development or production", c.Env)
 	}
-	if err := c.readAuth(getenv); err != nil {
-		return c, err
-	}
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = ":8080"
-		if c.Auth.Mode == AuthOff {
-			c.HTTPAddr = "127.0.0.1:8080" // without authentication, reachable from this machine only
-		}
-	}
 	if c.DataDir == "" {
 		c.DataDir = "./data"
 	}
@@ -178,6 +169,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.Production() {
 		if c.NATSURL == "" || c.MongoURI == "" {
 			return c, fmt.Errorf("NATS_URL and MONGO_URI: required when ENV=production (embedded servers are for development)")
+		}
+	}
+	if err := c.readAuth(getenv); err != nil {
+		return c, err
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+		if c.Auth.Mode == AuthOff {
+			c.HTTPAddr = "127.0.0.1:8080" // without authentication, reachable from this machine only
 		}
 	}
 	return c, nil

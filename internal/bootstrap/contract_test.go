@@ -178,16 +178,18 @@ func TestContractEveryPublishedEventMeetsTheAsyncAPIDocument(t *testing.T) {
 		"X-Product-Name": "Reports", "Idempotency-Key": "contract-1", "X-Correlation-Id": "corr-42",
 	}), http.StatusCreated)["id"].(string)
 
+	// A change of host, port, type or ssl sends the secrets again (REG-0423 otherwise).
 	patches := []map[string]any{
-		{"configName": "contract-db-renamed", "host": "db2.example.com", "port": 6432, "userName": "app", "password": "n3w-s3cret", "metadata": map[string]any{"tier": "gold"}},
-		{"type": "MYSQL", "ssl": map[string]any{"mode": "true"}},
-		{"ssl": nil, "metadata": map[string]any{}},
+		{"configName": "contract-db-renamed", "host": "db2.example.com", "port": 6432, "userName": "app", "password": "n3w-s3cret", "metadata": map[string]any{"tier": "gold"},
+			"ssl": map[string]any{"mode": "verify-full", "ca": cert, "cert": cert, "key": key}},
+		{"type": "MYSQL", "ssl": map[string]any{"mode": "true"}, "password": "n3w-s3cret-2"},
+		{"ssl": nil, "metadata": map[string]any{}, "password": "n3w-s3cret-3"},
 		{"databaseName": "reporting", "schema": "analytics"},
 	}
 	for _, p := range patches {
 		expect(h.patch(idA, p, nil), http.StatusOK)
 	}
-	expect(h.patch(idB, map[string]any{"ssl": map[string]any{"mode": "enable", "ca": cert}}, map[string]string{"X-Request-Id": "req-contract-7"}), http.StatusOK)
+	expect(h.patch(idB, map[string]any{"ssl": map[string]any{"mode": "enable", "ca": cert}, "password": "n3w-s3cret-4"}, map[string]string{"X-Request-Id": "req-contract-7"}), http.StatusOK)
 	expect(h.do(http.MethodDelete, "/v1/management/connections/"+idA, nil, nil), http.StatusNoContent)
 	expect(h.do(http.MethodDelete, "/v1/management/connections/"+idB, nil, nil), http.StatusNoContent)
 
@@ -218,7 +220,7 @@ func TestContractEveryPublishedEventMeetsTheAsyncAPIDocument(t *testing.T) {
 		all.Write(m.Data)
 	}
 	for _, field := range []string{`"ssl":{"mode":"verify-full","ca":`, `"key":{"scheme":"dev"`, `"metadata":{`, `"idempotency":{`,
-		`"correlationid":"corr-42"`, `"requestid":"req-contract-7"`, `"schema":""`, `"changed":["ssl","metadata"]`} {
+		`"correlationid":"corr-42"`, `"requestid":"req-contract-7"`, `"schema":""`, `"changed":["password","ssl","metadata"]`} {
 		if !strings.Contains(all.String(), field) {
 			t.Errorf("no event carried %s", field)
 		}

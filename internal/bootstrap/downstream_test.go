@@ -255,7 +255,7 @@ func TestDownstreamDurableConsumerSeesEveryEventInOrder(t *testing.T) {
 			inner.Wait()
 			e.types = append(e.types, "connection.updated.v1", "connection.updated.v1")
 			e.name, e.host = name+"-moved", fmt.Sprintf("db%d.example.com", i)
-			if res := h.patch(id, map[string]any{"configName": e.name, "host": e.host}, nil); res.status != http.StatusOK {
+			if res := h.patch(id, map[string]any{"configName": e.name, "host": e.host, "password": "moved-pw"}, nil); res.status != http.StatusOK {
 				t.Errorf("rename %s: %d %s", name, res.status, res.body)
 			}
 			e.types = append(e.types, "connection.updated.v1")
@@ -294,7 +294,7 @@ func TestDownstreamDurableConsumerSeesEveryEventInOrder(t *testing.T) {
 	for _, id := range alive {
 		e := want[id]
 		e.host = "back." + e.host
-		if res := h.patch(id, map[string]any{"host": e.host}, nil); res.status != http.StatusOK {
+		if res := h.patch(id, map[string]any{"host": e.host, "password": "moved-pw"}, nil); res.status != http.StatusOK {
 			t.Fatalf("patch while away: %d %s", res.status, res.body)
 		}
 		e.types = append(e.types, "connection.updated.v1")

@@ -71,10 +71,10 @@ func TestPatchChangesOnlyWhatItSays(t *testing.T) {
 func TestStaleIfMatchChangesNothing(t *testing.T) {
 	h := startService(t, t.TempDir(), nil)
 	id, _ := h.mustCreate("etag-db")
-	if res := h.patch(id, map[string]any{"host": "a.example.com"}, map[string]string{"If-Match": `"1"`}); res.status != http.StatusOK {
+	if res := h.patch(id, map[string]any{"host": "a.example.com", "password": "moved-pw"}, map[string]string{"If-Match": `"1"`}); res.status != http.StatusOK {
 		t.Fatalf("fresh If-Match: %d %s", res.status, res.body)
 	}
-	res := h.patch(id, map[string]any{"host": "b.example.com"}, map[string]string{"If-Match": `"1"`})
+	res := h.patch(id, map[string]any{"host": "b.example.com", "password": "moved-pw"}, map[string]string{"If-Match": `"1"`})
 	if res.status != http.StatusPreconditionFailed || res.json(t)["code"] != "REG-0412" {
 		t.Fatalf("stale If-Match: %d %s", res.status, res.body)
 	}

@@ -68,7 +68,7 @@ func TestReplayWhileServingSwitchesGenerationsAndVerifies(t *testing.T) {
 		want[id] = 1
 		switch i % 3 {
 		case 1:
-			if r := h.patch(id, map[string]any{"host": "patched.example.com"}, nil); r.status != http.StatusOK {
+			if r := h.patch(id, map[string]any{"host": "patched.example.com", "password": "moved-pw"}, nil); r.status != http.StatusOK {
 				t.Fatalf("patch: %d %s", r.status, r.body)
 			}
 			want[id] = 2
