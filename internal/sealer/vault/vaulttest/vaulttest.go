@@ -446,3 +446,90 @@ func tail(b []byte, n int) []byte {
 	}
 	return b
 }
+
+// OIDCProvider configures Vault's identity OIDC provider as a token issuer:
+// the issuer URL (this server), an RS256 key and a role whose tokens carry
+// the claims of template (Vault's claim template syntax, e.g.
+// {"org_id": {{identity.entity.metadata.org_id}}}). It returns the issuer
+// URL a verifier discovers from and the audience of the role's tokens (its
+// client id).
+func (s *Server) OIDCProvider(t testing.TB, key, role, template string) (issuer, audience string) {
+	t.Helper()
+	c := s.client.Logical()
+	if _, err := c.Write("identity/oidc/config", map[string]any{"issuer": s.Addr}); err != nil {
+		t.Fatalf("vaulttest: oidc config: %v", err)
+	}
+	if _, err := c.Write("identity/oidc/key/"+key, map[string]any{
+		"algorithm": "RS256", "allowed_client_ids": "*", "rotation_period": "24h", "verification_ttl": "24h",
+	}); err != nil {
+		t.Fatalf("vaulttest: oidc key: %v", err)
+	}
+	if _, err := c.Write("identity/oidc/role/"+role, map[string]any{"key": key, "ttl": "10m", "template": template}); err != nil {
+		t.Fatalf("vaulttest: oidc role: %v", err)
+	}
+	sec, err := c.Read("identity/oidc/role/" + role)
+	if err != nil || sec == nil {
+		t.Fatalf("vaulttest: read oidc role: %v", err)
+	}
+	audience, _ = sec.Data["client_id"].(string)
+	if err := s.client.Sys().PutPolicy("oidc-"+role, `path "identity/oidc/token/`+role+`" { capabilities = ["read"] }`); err != nil {
+		t.Fatalf("vaulttest: oidc policy: %v", err)
+	}
+	if _, err := c.Write("auth/token/roles/oidc-"+role, map[string]any{
+		"allowed_policies": []string{"oidc-" + role}, "allowed_entity_aliases": []string{"*"}, "orphan": true,
+	}); err != nil {
+		t.Fatalf("vaulttest: token role: %v", err)
+	}
+	return s.Addr + "/v1/identity/oidc", audience
+}
+
+// OIDCToken returns an identity token of the role (see OIDCProvider) for the
+// entity named name, created with the metadata the role's template reads.
+func (s *Server) OIDCToken(t testing.TB, role, name string, metadata map[string]string) (token, subject string) {
+	t.Helper()
+	c := s.client.Logical()
+	sec, err := c.Write("identity/entity", map[string]any{"name": name, "metadata": metadata})
+	if err != nil {
+		t.Fatalf("vaulttest: entity: %v", err)
+	}
+	if sec == nil { // the entity existed: updated in place
+		if sec, err = c.Read("identity/entity/name/" + name); err != nil || sec == nil {
+			t.Fatalf("vaulttest: read entity: %v", err)
+		}
+	} else {
+		auths, err := s.client.Sys().ListAuth()
+		if err != nil {
+			t.Fatalf("vaulttest: list auth: %v", err)
+		}
+		if _, err := c.Write("identity/entity-alias", map[string]any{
+			"name": name, "canonical_id": sec.Data["id"], "mount_accessor": auths["token/"].Accessor,
+		}); err != nil {
+			t.Fatalf("vaulttest: entity alias: %v", err)
+		}
+	}
+	subject, _ = sec.Data["id"].(string)
+	tok, err := c.Write("auth/token/create/oidc-"+role, map[string]any{"entity_alias": name, "policies": []string{"oidc-" + role}})
+	if err != nil || tok == nil || tok.Auth == nil {
+		t.Fatalf("vaulttest: entity token: %v", err)
+	}
+	client, err := s.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetToken(tok.Auth.ClientToken)
+	idt, err := client.Logical().Read("identity/oidc/token/" + role)
+	if err != nil || idt == nil {
+		t.Fatalf("vaulttest: identity token: %v", err)
+	}
+	token, _ = idt.Data["token"].(string)
+	return token, subject
+}
+
+// RotateOIDCKey makes the OIDC key sign with a new key pair; the old public
+// key stays published for its verification_ttl.
+func (s *Server) RotateOIDCKey(t testing.TB, key string) {
+	t.Helper()
+	if _, err := s.client.Logical().Write("identity/oidc/key/"+key+"/rotate", nil); err != nil {
+		t.Fatalf("vaulttest: rotate oidc key: %v", err)
+	}
+}
