@@ -307,3 +307,22 @@ func TestIdentityProviderDownIsAnOutage(t *testing.T) {
 		return h.do(http.MethodGet, "/v1/management/connections", nil, bearer(token)).status == http.StatusOK
 	})
 }
+
+// TestAuthOffIsLoudAndLocal: without configuration the service runs with
+// authentication off, says so at start, and every event names the anonymous
+// actor in organization default.
+func TestAuthOffIsLoudAndLocal(t *testing.T) {
+	h := startService(t, t.TempDir(), nil)
+	if !strings.Contains(h.logs.String(), "AUTHENTICATION IS OFF") {
+		t.Fatalf("no start-up warning:\n%s", h.logs.String())
+	}
+	res := h.create(validBody("anon-db"))
+	if res.status != http.StatusCreated {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	for _, m := range h.streamMessages(events.EventSubjectPrefix) {
+		if m.Header.Get(eventstore.HeaderOrganization) != "default" || !strings.Contains(string(m.Data), `"actor":"anonymous"`) {
+			t.Fatalf("event without organization default or actor anonymous: %v %s", m.Header, m.Data)
+		}
+	}
+}

@@ -36,6 +36,14 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"MONITOR_INTERVAL": "often"}, "MONITOR_INTERVAL"},
 		{map[string]string{"MONITOR_INTERVAL": "10ms"}, "MONITOR_INTERVAL"},
 		{map[string]string{"MONITOR_CONCURRENCY": "0"}, "MONITOR_CONCURRENCY"},
+		{map[string]string{"AUTH_MODE": "maybe"}, "AUTH_MODE"},
+		{map[string]string{"AUTH_MODE": "oidc"}, "AUTH_ISSUER"},
+		{map[string]string{"AUTH_MODE": "oidc", "AUTH_ISSUER": "ftp://id.example.com"}, "AUTH_ISSUER"},
+		{map[string]string{"AUTH_MODE": "oidc", "AUTH_ISSUER": "https://id.example.com"}, "AUTH_AUDIENCE"},
+		{map[string]string{"ENV": "production", "NATS_URL": "nats://n:4222", "MONGO_URI": "mongodb://m"}, "AUTH_MODE"},
+		{map[string]string{"ENV": "production", "NATS_URL": "nats://n:4222", "MONGO_URI": "mongodb://m", "AUTH_MODE": "off"}, "AUTH_MODE"},
+		{map[string]string{"ENV": "production", "NATS_URL": "nats://n:4222", "MONGO_URI": "mongodb://m", "AUTH_MODE": "oidc",
+			"AUTH_ISSUER": "http://id.example.com", "AUTH_AUDIENCE": "connreg"}, "AUTH_ISSUER"},
 	} {
 		_, err := bootstrap.ConfigFromEnv(func(k string) string { return tt.env[k] })
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -46,6 +54,17 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 	if err != nil || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.Auth.Mode != bootstrap.AuthOff || cfg.DataDir != "./data" || !cfg.Projector || cfg.Env != "development" ||
 		cfg.StreamReplicas != 1 || cfg.StreamUpdate {
 		t.Fatalf("defaults: %+v %v", cfg, err)
+	}
+	oidc := map[string]string{"AUTH_MODE": "OIDC", "AUTH_ISSUER": "https://id.example.com/realms/x", "AUTH_AUDIENCE": "connreg"}
+	cfg, err = bootstrap.ConfigFromEnv(func(k string) string { return oidc[k] })
+	if err != nil || cfg.HTTPAddr != ":8080" || cfg.Auth.Mode != bootstrap.AuthOIDC || cfg.Auth.OrgClaim != "org_id" ||
+		cfg.Auth.Issuer != oidc["AUTH_ISSUER"] || cfg.Auth.Audience != "connreg" || cfg.Auth.ProductsClaim != "" {
+		t.Fatalf("oidc: %+v %v", cfg, err)
+	}
+	oidc["HTTP_ADDR"], oidc["AUTH_ORG_CLAIM"], oidc["AUTH_PRODUCTS_CLAIM"] = "127.0.0.1:9000", "tenant", "products"
+	cfg, err = bootstrap.ConfigFromEnv(func(k string) string { return oidc[k] })
+	if err != nil || cfg.HTTPAddr != "127.0.0.1:9000" || cfg.Auth.OrgClaim != "tenant" || cfg.Auth.ProductsClaim != "products" {
+		t.Fatalf("oidc with claims: %+v %v", cfg, err)
 	}
 }
 
