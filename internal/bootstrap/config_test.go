@@ -40,8 +40,6 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"AUTH_MODE": "oidc"}, "AUTH_ISSUER"},
 		{map[string]string{"AUTH_MODE": "oidc", "AUTH_ISSUER": "ftp://id.example.com"}, "AUTH_ISSUER"},
 		{map[string]string{"AUTH_MODE": "oidc", "AUTH_ISSUER": "https://id.example.com"}, "AUTH_AUDIENCE"},
-		{map[string]string{"ENV": "production", "NATS_URL": "nats://n:4222", "MONGO_URI": "mongodb://m"}, "AUTH_MODE"},
-		{map[string]string{"ENV": "production", "NATS_URL": "nats://n:4222", "MONGO_URI": "mongodb://m", "AUTH_MODE": "off"}, "AUTH_MODE"},
 		{map[string]string{"ENV": "production", "NATS_URL": "nats://n:4222", "MONGO_URI": "mongodb://m", "AUTH_MODE": "oidc",
 			"AUTH_ISSUER": "http://id.example.com", "AUTH_AUDIENCE": "connreg"}, "AUTH_ISSUER"},
 	} {
@@ -162,5 +160,27 @@ func TestStartKeepsTheStreamsReplicaCount(t *testing.T) {
 	}
 	if r := s.CachedInfo().Config.Replicas; r != 1 {
 		t.Fatalf("the stream has %d replicas after the start, want its 1 kept", r)
+	}
+}
+
+// TestProductionRefusesAuthenticationOff: the API does not start in
+// production without bearer authentication; the projector, which serves no
+// caller, reads the same configuration without AUTH_* variables.
+func TestProductionRefusesAuthenticationOff(t *testing.T) {
+	for _, mode := range []string{"", "off"} {
+		env := map[string]string{"ENV": "production", "NATS_URL": "nats://127.0.0.1:1", "MONGO_URI": "mongodb://127.0.0.1:1",
+			"DATA_DIR": t.TempDir(), "AUTH_MODE": mode}
+		cfg, err := bootstrap.ConfigFromEnv(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatalf("AUTH_MODE=%q: the configuration (also the projector's) is refused: %v", mode, err)
+		}
+		svc, err := bootstrap.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err == nil {
+			svc.Close()
+			t.Fatalf("AUTH_MODE=%q: the API started in production without authentication", mode)
+		}
+		if !strings.Contains(err.Error(), "AUTH_MODE") {
+			t.Fatalf("AUTH_MODE=%q: the error does not name AUTH_MODE: %v", mode, err)
+		}
 	}
 }

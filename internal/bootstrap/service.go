@@ -80,6 +80,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, erro
 // StartWith is Start with the given telemetry (telemetry.Off() for none);
 // Close shuts it down.
 func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *telemetry.Telemetry) (svc *Service, err error) {
+	authn, err := authenticator(cfg, logger) // first: a refusal starts nothing
+	if err != nil {
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &Service{logger: logger, cancel: cancel, tel: tel}
 	s.closers = append(s.closers, func() { _ = tel.Shutdown(context.Background()) })
@@ -194,10 +198,6 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 		return nil, err
 	}
 	queries, err := readmodel.NewQueries(reader, streamHistory{s.Store}, projection, logger, 0)
-	if err != nil {
-		return nil, err
-	}
-	authn, err := authenticator(cfg.Auth, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -373,10 +373,16 @@ func (h streamHistory) Load(ctx context.Context, id string) ([]events.Event, uin
 	return evs, seq, err
 }
 
-// authenticator builds the caller check of AUTH_MODE. Off is loud: every
-// caller may then read, change and test every connection.
-func authenticator(c AuthConfig, logger *slog.Logger) (httpapi.Authenticator, error) {
+// authenticator builds the caller check of AUTH_MODE. Off is loud (every
+// caller may then read, change and test every connection) and refused in
+// production. The check lives here, not in ConfigFromEnv, because only the
+// API serves callers: cmd/projector reads the same configuration.
+func authenticator(cfg Config, logger *slog.Logger) (httpapi.Authenticator, error) {
+	c := cfg.Auth
 	if c.Mode != AuthOIDC {
+		if cfg.Production() {
+			return nil, fmt.Errorf("AUTH_MODE=%s: refused when ENV=production (set AUTH_MODE=oidc, AUTH_ISSUER and AUTH_AUDIENCE)", c.Mode)
+		}
 		logger.Warn("AUTHENTICATION IS OFF (AUTH_MODE=off): every caller is anonymous in organization \"default\" " +
 			"and may read, change and test every connection; set AUTH_MODE=oidc before exposing the API")
 		return auth.Off{}, nil
