@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,9 +16,21 @@ import (
 	"github.com/connreg/registry/internal/auth/authtest"
 )
 
+// clock is the verifier's time: the wall clock plus an offset a test
+// advances to pass the key-refresh rate limit without sleeping.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
 func newVerifier(t *testing.T, iss *authtest.Issuer, minRefresh time.Duration) *auth.Verifier {
 	t.Helper()
-	v, err := auth.NewVerifier(auth.Config{Issuer: iss.URL, Audience: authtest.Audience, ProductsClaim: "products", MinRefresh: minRefresh})
+	return newVerifierAt(t, iss, minRefresh, time.Now)
+}
+
+func newVerifierAt(t *testing.T, iss *authtest.Issuer, minRefresh time.Duration, now func() time.Time) *auth.Verifier {
+	t.Helper()
+	v, err := auth.NewVerifier(auth.Config{Issuer: iss.URL, Audience: authtest.Audience, ProductsClaim: "products", MinRefresh: minRefresh, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,16 +181,21 @@ func TestVerifierKeyRefresh(t *testing.T) {
 		t.Fatalf("%d key fetches after a flood of unknown kids, want still 1 (rate-limited)", n)
 	}
 
-	// Rotation: with a short MinRefresh, the new key is picked up without a restart.
+	// Rotation: past MinRefresh, the new key is picked up without a restart.
 	iss2 := authtest.NewIssuer(t)
-	v2 := newVerifier(t, iss2, time.Millisecond)
+	clk := &clock{}
+	v2 := newVerifierAt(t, iss2, time.Minute, clk.now)
 	c2 := iss2.Claims("alice", "org-a", auth.ScopeRead)
 	if _, err := v2.Authenticate(ctx, iss2.Token(t, c2)); err != nil {
 		t.Fatal(err)
 	}
 	iss2.Rotate(t, "key-2", jose.ES256)
-	time.Sleep(2 * time.Millisecond) // past MinRefresh: this is the rate limit, not eventual consistency
-	if _, err := v2.Authenticate(ctx, iss2.Token(t, c2)); err != nil {
+	rotated := iss2.Token(t, c2)
+	if _, err := v2.Authenticate(ctx, rotated); err == nil {
+		t.Fatal("a new key was fetched within MinRefresh of the last fetch")
+	}
+	clk.advance(time.Minute)
+	if _, err := v2.Authenticate(ctx, rotated); err != nil {
 		t.Fatalf("a token of the rotated key: %v", err)
 	}
 }
@@ -190,7 +208,8 @@ func TestVerifierIssuerDown(t *testing.T) {
 	claims := iss.Claims("alice", "org-a", auth.ScopeRead)
 	token := iss.Token(t, claims)
 
-	cold := newVerifier(t, iss, time.Millisecond)
+	clk := &clock{}
+	cold := newVerifierAt(t, iss, time.Second, clk.now)
 	iss.SetDown(true)
 	_, err := cold.Authenticate(ctx, token)
 	var down *domain.UnavailableError
@@ -198,6 +217,10 @@ func TestVerifierIssuerDown(t *testing.T) {
 		t.Fatalf("issuer down, no keys: %v (%T), want an identity-provider UnavailableError", err, err)
 	}
 	iss.SetDown(false)
+	if _, err := cold.Authenticate(ctx, token); !errors.As(err, &down) {
+		t.Fatalf("within MinRefresh of the failed fetch: %v, want still unavailable (no new fetch)", err)
+	}
+	clk.advance(time.Second)
 	if _, err := cold.Authenticate(ctx, token); err != nil {
 		t.Fatalf("the issuer is back: %v", err)
 	}
@@ -206,13 +229,13 @@ func TestVerifierIssuerDown(t *testing.T) {
 		t.Fatalf("a held key stopped verifying while the issuer is down: %v", err)
 	}
 	unknown := authtest.Sign(t, authtest.NewKey(t, "key-9", jose.RS256), claims)
-	time.Sleep(2 * time.Millisecond) // past MinRefresh
+	clk.advance(time.Second)
 	if _, err := cold.Authenticate(ctx, unknown); !errors.As(err, &down) {
 		t.Fatalf("unknown kid while the issuer is down: %v, want unavailable", err)
 	}
 
 	iss.Close()
-	closed := newVerifier(t, iss, time.Millisecond)
+	closed := newVerifier(t, iss, time.Second)
 	if _, err := closed.Authenticate(ctx, token); !errors.As(err, &down) {
 		t.Fatalf("issuer unreachable: %v, want unavailable", err)
 	}
