@@ -16,7 +16,7 @@ import (
 	"github.com/connreg/registry/internal/eventstore"
 )
 
-var allScopes = []string{auth.ScopeRead, auth.ScopeWrite, auth.ScopeTest}
+var allScopes = []string{auth.ScopeRead, auth.ScopeWrite, auth.ScopeTest, auth.ScopeSealed}
 
 func oidcEnv(issuer, audience string) map[string]string {
 	return map[string]string{"AUTH_MODE": "oidc", "AUTH_ISSUER": issuer, "AUTH_AUDIENCE": audience, "AUTH_PRODUCTS_CLAIM": "products"}
@@ -45,6 +45,8 @@ func routesOf(id string, moved map[string]any) []route {
 		{http.MethodGet, base, nil},
 		{http.MethodGet, base + "/" + id, nil},
 		{http.MethodGet, base + "/" + id + "?asOf=" + now, nil},
+		{http.MethodGet, base + "/" + id + "?include=sealedSecrets", nil},
+		{http.MethodGet, base + "?include=sealedSecrets", nil},
 		{http.MethodGet, base + "/" + id + "/history", nil},
 		{http.MethodPatch, base + "/" + id, moved},
 		{http.MethodDelete, base + "/" + id, nil},
@@ -112,12 +114,12 @@ func TestAuthenticationRefusesEveryAttack(t *testing.T) {
 			}
 		})
 	}
-	// A scope grants its routes only.
+	// A scope grants its routes only; reading does not hand out sealed secrets.
 	readOnly := bearer(iss.Token(t, iss.Claims("reader", "org-a", auth.ScopeRead)))
 	for _, r := range routesOf(id, map[string]any{"metadata": map[string]any{"x": "y"}}) {
 		res := h.do(r.method, r.path, r.body, readOnly)
 		want := http.StatusForbidden
-		if r.method == http.MethodGet {
+		if r.method == http.MethodGet && !strings.Contains(r.path, "include=sealedSecrets") {
 			want = http.StatusOK
 		}
 		if res.status != want {
@@ -161,7 +163,10 @@ func TestOrganizationsAreIsolated(t *testing.T) {
 	idB := res.json(t)["id"].(string)
 	before := len(h.streamMessages(""))
 
-	for _, r := range routesOf(idA, map[string]any{"host": "attacker.example.net", "password": "x"})[3:] {
+	for _, r := range routesOf(idA, map[string]any{"host": "attacker.example.net", "password": "x"}) {
+		if !strings.Contains(r.path, idA) {
+			continue // the routes without an id: lists below, creates are B's own
+		}
 		res := h.do(r.method, r.path, r.body, b)
 		if res.status != http.StatusNotFound || res.json(t)["code"] != "FET-1001" {
 			t.Errorf("B %s %s: %d %s, want 404 FET-1001", r.method, r.path, res.status, res.body)
@@ -186,6 +191,11 @@ func TestOrganizationsAreIsolated(t *testing.T) {
 			items := page["items"].([]any)
 			return len(items) == 1 && items[0].(map[string]any)["id"] == who && page["total"] == float64(1)
 		})
+	}
+	// B's list with sealed secrets hands out B's own only.
+	sealed := h.do(http.MethodGet, "/v1/management/connections?include=sealedSecrets", nil, b)
+	if sealed.status != http.StatusOK || strings.Contains(string(sealed.body), idA) || !strings.Contains(string(sealed.body), idB) {
+		t.Fatalf("B lists sealed secrets: %d %s", sealed.status, sealed.body)
 	}
 	// Subscribers tell the organization from a header.
 	orgs := map[string]string{idA: "org-a", idB: "org-b"}
