@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -243,5 +244,57 @@ func TestVerifierIssuerDown(t *testing.T) {
 	var invalid *auth.InvalidTokenError
 	if _, err := closed.Authenticate(ctx, "garbage"); !errors.As(err, &invalid) {
 		t.Fatalf("garbage while the issuer is down: %v", err)
+	}
+}
+
+// TestVerifierFetchesOnceForConcurrentUnknownKids: many requests under new
+// kids at once cause one fetch, not one each.
+func TestVerifierFetchesOnceForConcurrentUnknownKids(t *testing.T) {
+	iss := authtest.NewIssuer(t)
+	clk := &clock{}
+	v := newVerifierAt(t, iss, time.Minute, clk.now)
+	claims := iss.Claims("alice", "org-a", auth.ScopeRead)
+	if _, err := v.Authenticate(context.Background(), iss.Token(t, claims)); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Minute)
+	tokens := make([]string, 32)
+	for i := range tokens {
+		tokens[i] = authtest.Sign(t, authtest.NewKey(t, "burst", jose.ES256), claims)
+	}
+	var wg sync.WaitGroup
+	for _, tok := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := v.Authenticate(context.Background(), tok); err == nil {
+				t.Error("a token under an unpublished key verified")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := iss.KeyFetches.Load(); n != 2 {
+		t.Fatalf("%d key fetches for a burst of 32 unknown kids, want 2 (the first, then one)", n)
+	}
+}
+
+// BenchmarkAuthenticate measures verifying an RS256 token whose key is held:
+// the cost every request pays with AUTH_MODE=oidc.
+func BenchmarkAuthenticate(b *testing.B) {
+	iss := authtest.NewIssuer(b)
+	v, err := auth.NewVerifier(auth.Config{Issuer: iss.URL, Audience: authtest.Audience})
+	if err != nil {
+		b.Fatal(err)
+	}
+	token := iss.Token(b, iss.Claims("alice", "org-a", auth.ScopeRead))
+	ctx := context.Background()
+	if _, err := v.Authenticate(ctx, token); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Authenticate(ctx, token); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
