@@ -23,15 +23,15 @@ const ctxPrincipal = "principal"
 // requireScope authenticates the request and refuses it unless the token
 // grants the scope. A product the request names (X-Product-Name) must be one
 // the token allows. The principal is kept for the handler.
-func (a *API) requireScope(scope string) gin.HandlerFunc {
+func (a *API) requireScope(need string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p, err := a.Auth.Authenticate(c.Request.Context(), bearerToken(c.GetHeader("Authorization")))
 		if err != nil {
 			a.fail(c, err)
 			return
 		}
-		if !p.HasScope(scope) {
-			a.fail(c, &auth.InsufficientScopeError{Scope: scope})
+		if !p.HasScope(need) {
+			a.fail(c, &auth.InsufficientScopeError{Scope: need})
 			return
 		}
 		if h, ok := c.Request.Header["X-Product-Name"]; ok && len(h) > 0 {
