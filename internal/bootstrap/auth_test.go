@@ -138,6 +138,14 @@ func TestAuthenticationRefusesEveryAttack(t *testing.T) {
 	if hist.status != http.StatusOK || !strings.Contains(string(hist.body), `"actor":"alice"`) || strings.Contains(string(hist.body), "mallory") {
 		t.Fatalf("history: %d %s", hist.status, hist.body)
 	}
+	// The access log names the caller, never a token (a token is a credential).
+	logs := h.logs.String()
+	if !strings.Contains(logs, `"actor":"alice","organization":"org-a"`) {
+		t.Errorf("the access log does not name the caller")
+	}
+	if strings.Contains(logs, owner) || strings.Contains(logs, strings.Split(owner, ".")[2]) {
+		t.Fatalf("a token reached the log")
+	}
 }
 
 // TestOrganizationsAreIsolated: organization B's valid token gets 404 on

@@ -38,11 +38,14 @@ func accessLog(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
+		p := principal(c) // who the token named; empty when authentication failed
 		logger.Info("http request", append([]any{
 			"requestId", requestID(c),
 			"method", c.Request.Method,
 			"route", c.FullPath(),
 			"status", c.Writer.Status(),
+			"actor", p.Subject,
+			"organization", p.Organization,
 			"durationMs", float64(time.Since(start).Microseconds()) / 1000}, traceIDs(c)...)...)
 	}
 }
