@@ -62,7 +62,7 @@ func TestDiscoveryRecordsOnlyAChangedSchema(t *testing.T) {
 	discover := func(wantRecorded bool) commands.Discovery {
 		t.Helper()
 		f.clock.advance(time.Second)
-		res, err := h.Handle(ctx(t), commands.DiscoverSchema{ID: id, Origin: origin})
+		res, err := h.Handle(ctx(t), commands.DiscoverSchema{Scope: caller, ID: id, Origin: origin})
 		if err != nil || res.Recorded != wantRecorded || res.Digest != d.schema.Digest() || res.Connection.ID() != id || !res.At.Equal(f.clock.now()) {
 			t.Fatalf("discovery: %+v %v, want recorded %v", res, err, wantRecorded)
 		}
@@ -98,7 +98,7 @@ func TestDiscoveryFailuresRecordNothing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
 			id := f.mustCreate("orders")
-			res, err := f.discoverHandler(f.store, c.d, 10).Handle(ctx(t), commands.DiscoverSchema{ID: id, Origin: origin})
+			res, err := f.discoverHandler(f.store, c.d, 10).Handle(ctx(t), commands.DiscoverSchema{Scope: caller, ID: id, Origin: origin})
 			if !errors.Is(err, c.wantErr) || res.Recorded {
 				t.Fatalf("%+v %v", res, err)
 			}
@@ -115,11 +115,11 @@ func TestDiscoveryIsRateLimitedWithTheTests(t *testing.T) {
 	id := f.mustCreate("orders")
 	d := &fixedDiscoverer{res: succeeded}
 	h := f.discoverHandler(f.store, d, 1)
-	if _, err := h.Handle(ctx(t), commands.DiscoverSchema{ID: id, Origin: origin}); err != nil {
+	if _, err := h.Handle(ctx(t), commands.DiscoverSchema{Scope: caller, ID: id, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	var limited *commands.RateLimitedError
-	if _, err := h.Handle(ctx(t), commands.DiscoverSchema{ID: id, Origin: origin}); !errors.As(err, &limited) || d.calls != 1 {
+	if _, err := h.Handle(ctx(t), commands.DiscoverSchema{Scope: caller, ID: id, Origin: origin}); !errors.As(err, &limited) || d.calls != 1 {
 		t.Fatalf("second discovery within a minute: %v after %d calls", err, d.calls)
 	}
 }
@@ -130,7 +130,7 @@ func TestDiscoveryAfterAConcurrentChange(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreate("orders")
 	d := &fixedDiscoverer{res: succeeded, schema: domain.Schema{Tables: []domain.Table{ordersTable}}}
-	res, err := f.discoverHandler(f.racer(id, 1), d, 10).Handle(ctx(t), commands.DiscoverSchema{ID: id, Origin: origin})
+	res, err := f.discoverHandler(f.racer(id, 1), d, 10).Handle(ctx(t), commands.DiscoverSchema{Scope: caller, ID: id, Origin: origin})
 	if err != nil || !res.Recorded || res.Connection.Version() != 3 {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -140,11 +140,11 @@ func TestDiscoveryAfterAConcurrentChange(t *testing.T) {
 func TestDiscoveryOfADeletedConnection(t *testing.T) {
 	f := newFixture(t)
 	id := f.mustCreate("orders")
-	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{ID: id, Origin: origin}); err != nil {
+	if _, err := f.delete.Handle(ctx(t), commands.DeleteConnection{Scope: caller, ID: id, Origin: origin}); err != nil {
 		t.Fatal(err)
 	}
 	d := &fixedDiscoverer{res: succeeded}
-	if _, err := f.discoverHandler(f.store, d, 10).Handle(ctx(t), commands.DiscoverSchema{ID: id, Origin: origin}); !errors.Is(err, domain.ErrNotFound) || d.calls != 0 {
+	if _, err := f.discoverHandler(f.store, d, 10).Handle(ctx(t), commands.DiscoverSchema{Scope: caller, ID: id, Origin: origin}); !errors.Is(err, domain.ErrNotFound) || d.calls != 0 {
 		t.Fatalf("%v after %d calls", err, d.calls)
 	}
 }

@@ -11,7 +11,7 @@ import (
 // TestCommandsOutsideTheCallersScopeFindNothing: another organization, or a
 // product the caller may not use, sees no connection: every command answers
 // domain.ErrNotFound (also before a stale If-Match could reveal it), nothing
-// is appended, sealed, unsealed or dialled.
+// is appended, sealed, unsealed, dialled or discovered.
 func TestCommandsOutsideTheCallersScopeFindNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -25,7 +25,7 @@ func TestCommandsOutsideTheCallersScopeFindNothing(t *testing.T) {
 			f := newFixture(t)
 			id := f.mustCreate("orders")
 			seals := f.sealer.count()
-			p := &fixedProber{}
+			p, d := &fixedProber{}, &fixedDiscoverer{}
 			stale := uint64(7)
 			moved := domain.PatchInput{Host: ptr("attacker.example.net"), Password: []byte("x")}
 			for name, run := range map[string]func() error{
@@ -45,6 +45,10 @@ func TestCommandsOutsideTheCallersScopeFindNothing(t *testing.T) {
 					_, err := f.testHandler(f.store, p, f.sealer, 10).Handle(ctx(t), commands.TestConnection{Scope: tc.scope, ID: id, Origin: origin})
 					return err
 				},
+				"discover the schema": func() error {
+					_, err := f.discoverHandler(f.store, d, 10).Handle(ctx(t), commands.DiscoverSchema{Scope: tc.scope, ID: id, Origin: origin})
+					return err
+				},
 				"read sealed secrets": func() error {
 					_, err := f.secretsHandler(f.store).Handle(ctx(t), commands.ReadSealedSecrets{Scope: tc.scope, ID: id, Origin: origin})
 					return err
@@ -55,8 +59,8 @@ func TestCommandsOutsideTheCallersScopeFindNothing(t *testing.T) {
 				}
 			}
 			f.assertHistory(id, "created")
-			if p.calls != 0 || f.sealer.count() != seals {
-				t.Fatalf("%d probes, %d seals outside the scope", p.calls, f.sealer.count()-seals)
+			if p.calls != 0 || d.calls != 0 || f.sealer.count() != seals {
+				t.Fatalf("%d probes, %d discoveries, %d seals outside the scope", p.calls, d.calls, f.sealer.count()-seals)
 			}
 		})
 	}
