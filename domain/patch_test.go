@@ -110,6 +110,7 @@ func TestScopeContainsOnlyItsOrganizationAndProducts(t *testing.T) {
 		{"narrowed to the product", domain.Scope{Organization: "org-a"}.Narrow("my-product"), true},
 		{"narrowed to another product", domain.Scope{Organization: "org-a"}.Narrow("x"), false},
 		{"narrowing cannot widen", domain.Scope{Organization: "org-a", Products: []string{"x"}}.Narrow("my-product"), false},
+		{"the registry's own work", domain.EveryOrganization(), true},
 	} {
 		if got := tt.scope.Contains(c); got != tt.want {
 			t.Errorf("%s: Contains = %v, want %v", tt.name, got, tt.want)

@@ -12,11 +12,18 @@ import (
 type Scope struct {
 	Organization string
 	Products     []string // nil: every product of the organization
+
+	every bool // EveryOrganization
 }
+
+// EveryOrganization is the scope of the registry's own work that no caller
+// asked for (the connection monitor testing every connection): it contains
+// every connection. A request's scope is never this one.
+func EveryOrganization() Scope { return Scope{every: true} }
 
 // AllowsProduct reports whether the scope includes the product.
 func (s Scope) AllowsProduct(product string) bool {
-	return s.Products == nil || slices.Contains(s.Products, product)
+	return s.every || s.Products == nil || slices.Contains(s.Products, product)
 }
 
 // Narrow limits the scope to one product (a request's X-Product-Name). The
@@ -31,7 +38,7 @@ func (s Scope) Narrow(product string) Scope {
 // AllowsDocument reports whether a connection of the organization and
 // product, as a read model states them, is inside the scope.
 func (s Scope) AllowsDocument(org, product string) bool {
-	return s.Organization != "" && org == s.Organization && s.AllowsProduct(product)
+	return s.every || s.Organization != "" && org == s.Organization && s.AllowsProduct(product)
 }
 
 // Contains reports whether the connection is inside the scope. A scope

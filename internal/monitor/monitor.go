@@ -222,6 +222,7 @@ func (m *Monitor) handleTest(msg *message.Message) error {
 	defer cancel()
 	_, err := m.tester.Handle(ctx, commands.TestConnection{
 		ID:        id,
+		Scope:     domain.EveryOrganization(), // the monitor tests every organization's connections
 		ByMonitor: true,
 		Origin:    domain.Origin{Actor: Actor, RequestID: msg.UUID, CorrelationID: middleware.MessageCorrelationID(msg)},
 	})
