@@ -276,7 +276,7 @@ func TestMonitorBurstAndPoison(t *testing.T) {
 		if i%2 == 0 {
 			port = closedB
 		}
-		res := h.do(http.MethodPatch, "/v1/management/connections/"+id, map[string]any{"port": port}, nil)
+		res := h.do(http.MethodPatch, "/v1/management/connections/"+id, map[string]any{"port": port, "password": "burst-pw"}, nil) // a move sends the password again (REG-0423)
 		if res.status != http.StatusOK {
 			t.Fatalf("PATCH %d: %d %s", i, res.status, res.body)
 		}
