@@ -313,7 +313,7 @@ func testedRate(ctx context.Context, st *stack, ids []string, count int) (Tested
 				OccurredAt: time.Now().UTC().Truncate(time.Millisecond), Actor: "bench-tested"},
 			Payload: &events.ConnectionTestedV1{Status: "success", LatencyMs: 3},
 		}
-		m, err := eventstore.EventMessage(e)
+		m, err := eventstore.EventMessage(e, "default") // the bench seeds organization default
 		if err != nil {
 			return res, err
 		}
