@@ -78,6 +78,12 @@ func listFilter(q readmodel.ListQuery) (string, []any) {
 			args = append(args, v)
 		}
 	}
+	if q.Organization != "" {
+		// No column of its own yet: read from the stored document (a scan of
+		// the product's live rows, which the product index narrows).
+		conds = append(conds, "json_extract(CAST(doc AS TEXT), '$.Organization') = ?")
+		args = append(args, q.Organization)
+	}
 	eq("product", q.ProductName)
 	eq("type", q.Type)
 	eq("host", q.Host)
@@ -105,6 +111,6 @@ func listFilter(q readmodel.ListQuery) (string, []any) {
 // byProductOnly reports whether q filters on nothing but the product, whose
 // totals the counts table keeps.
 func byProductOnly(q readmodel.ListQuery) bool {
-	return q.Type == "" && q.Host == "" && q.DatabaseName == "" && q.ConfigNamePrefix == "" && q.Health == "" &&
+	return q.Organization == "" && q.Type == "" && q.Host == "" && q.DatabaseName == "" && q.ConfigNamePrefix == "" && q.Health == "" &&
 		len(q.Metadata) == 0 && q.CreatedFrom == nil && q.CreatedBefore == nil
 }
