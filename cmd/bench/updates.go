@@ -99,7 +99,7 @@ func (s *stack) sampleIDs(ctx context.Context, n int) ([]string, error) {
 // patchOne changes one connection's host and returns the version the answer
 // names (its ETag).
 func patchOne(ctx context.Context, client *http.Client, base, id string, n int64) (uint64, int, string) {
-	body := `{"host":"db-upd-` + strconv.FormatInt(n, 10) + `.example.com"}`
+	body := `{"host":"db-upd-` + strconv.FormatInt(n, 10) + `.example.com","password":"bench-moved-pw"}` // a move sends the password again (REG-0423)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, base+"/v1/management/connections/"+id, strings.NewReader(body))
 	if err != nil {
 		return 0, 0, err.Error()
