@@ -371,10 +371,15 @@ func checkPods(t *testing.T, o objects, values string) {
 			t.Errorf("%s %s: resources %+v, want CPU and memory requests and a memory limit", values, d.Name, c.Resources)
 		}
 		env := envMap(c)
-		for _, k := range []string{"ENV", "STREAM_REPLICAS", "MONGO_DATABASE", "VAULT_ADDR", "VAULT_TRANSIT_KEY", "DATA_DIR"} {
+		for _, k := range []string{"ENV", "STREAM_REPLICAS", "MONGO_DATABASE", "VAULT_ADDR", "VAULT_TRANSIT_KEY", "DATA_DIR",
+			"AUTH_MODE", "AUTH_ISSUER", "AUTH_AUDIENCE", "MONITOR_INTERVAL"} {
 			if _, ok := env[k]; !ok {
 				t.Errorf("%s %s: no %s", values, d.Name, k)
 			}
+		}
+		// ENV=production refuses to serve without authentication.
+		if env["ENV"].Value == "production" && env["AUTH_MODE"].Value != "oidc" {
+			t.Errorf("%s %s: production with AUTH_MODE=%q", values, d.Name, env["AUTH_MODE"].Value)
 		}
 		for k, e := range env {
 			if strings.Contains(k, "TOKEN") || strings.Contains(k, "SECRET") || strings.Contains(e.Value, "@") {

@@ -71,6 +71,26 @@ capabilities:
 - name: NATS_URL
   value: {{ . | quote }}
 {{- end }}
+- name: AUTH_MODE
+  value: {{ .Values.auth.mode | quote }}
+{{- with .Values.auth.issuer }}
+- name: AUTH_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.auth.audience }}
+- name: AUTH_AUDIENCE
+  value: {{ . | quote }}
+{{- end }}
+- name: AUTH_ORG_CLAIM
+  value: {{ .Values.auth.orgClaim | quote }}
+{{- with .Values.auth.productsClaim }}
+- name: AUTH_PRODUCTS_CLAIM
+  value: {{ . | quote }}
+{{- end }}
+- name: MONITOR_INTERVAL
+  value: {{ .Values.monitor.interval | quote }}
+- name: MONITOR_CONCURRENCY
+  value: {{ .Values.monitor.concurrency | quote }}
 - name: STREAM_REPLICAS
   value: {{ .Values.nats.streamReplicas | quote }}
 - name: STREAM_UPDATE
