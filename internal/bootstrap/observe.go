@@ -165,7 +165,7 @@ func (s *Service) readiness(ctx context.Context, js jetstream.JetStream, nc *nat
 		defer s.wg.Done()
 		lag.run(ctx, s.logger)
 	}()
-	return readiness(nc, js, s.live.repo, s.vault, lag)
+	return readiness(nc, js, s.live.Repo, s.vault, lag)
 }
 
 // serveOps serves /healthz, /readyz and /metrics on addr ("off": nothing)

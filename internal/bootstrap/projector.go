@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/internal/eventstore"
+	"github.com/connreg/registry/internal/generations"
 	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
@@ -93,23 +94,23 @@ func projectLeased(ctx context.Context, js jetstream.JetStream, repo ReadModel, 
 	if err != nil {
 		return err
 	}
-	live := newLiveReadModel(repo.WithCollection(meta.Collection))
+	live := generations.NewLiveReadModel(repo.WithCollection(meta.Collection))
 	p, err := readmodel.NewProjector(tel.ProjectionStore(live), logger, time.Now)
 	if err != nil {
 		return err
 	}
 	p.OnParked(tel.Parked)
-	if err := restartLostReadModel(ctx, js, live.repo(), meta, logger); err != nil {
+	if err := restartLostReadModel(ctx, js, live.Repo(), meta, logger); err != nil {
 		return err
 	}
 	var idx *readmodel.Index
 	if _, embedded := repo.(sqliteReadModel); !embedded {
 		idx = readmodel.NewIndex()
-		if err := live.repo().Each(ctx, idx.Put); err != nil {
+		if err := live.Repo().Each(ctx, idx.Put); err != nil {
 			return fmt.Errorf("load the projector's index: %w", err)
 		}
 		p.KeepIndex(idx)
 	}
 	logger.Info("projector running", "generation", meta.Generation, "collection", meta.Collection, "consumer", meta.Consumer)
-	return projectGenerations(ctx, js, repo, live, p, idx, meta, logger, tel)
+	return generations.ProjectGenerations(ctx, js, repo, live, p, idx, meta, logger, tel)
 }

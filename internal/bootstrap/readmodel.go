@@ -6,44 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/eventstore"
+	"github.com/connreg/registry/internal/generations"
 	"github.com/connreg/registry/internal/mongostore"
 	"github.com/connreg/registry/internal/sqlitestore"
 	"github.com/connreg/registry/readmodel"
 )
 
-// ReadModel is one generation's collection of a read-model store, and the
-// store's generation record: what the projector, the API's reads, replay and
-// verify need. Two adapters meet it: sqlitestore (embedded, the default) and
-// mongostore (MONGO_URI); readmodeltest is their shared contract.
-type ReadModel interface {
-	readmodel.Store
-	Get(ctx context.Context, id string) (*readmodel.Document, error)
-	List(ctx context.Context, q readmodel.ListQuery) (readmodel.ListResult, error)
-	Each(ctx context.Context, fn func(*readmodel.Document)) error
-	Overwrite(ctx context.Context, docs []*readmodel.Document) error
-	ReplaceDocument(ctx context.Context, d *readmodel.Document) error
-	Drop(ctx context.Context) error
-	EnsureIndexes(ctx context.Context) error
-	ParkedCount(ctx context.Context) (int64, error)
-	Ping(ctx context.Context) error
-	Parked(ctx context.Context) ([]readmodel.Parked, error)
-	Collection() string
-	Active(ctx context.Context, consumer0 string) (readmodel.Generation, error)
-	Lease(ctx context.Context, consumer0 string, active, pending int, owner string, until, now time.Time) error
-	ReleaseLease(ctx context.Context, owner string) error
-	Activate(ctx context.Context, from int, owner string, next readmodel.Generation, now time.Time) error
-	// WithCollection is generation collection name's repository in the same store.
-	WithCollection(name string) ReadModel
-	// CollectionFor is the collection of generation gen.
-	CollectionFor(gen int) string
-	Close(ctx context.Context) error
-}
+// ReadModel is the read-model store port (generations.ReadModel).
+type ReadModel = generations.ReadModel
 
 // mongoReadModel and sqliteReadModel adapt the adapters' WithCollection,
 // which returns their own type, to ReadModel.

@@ -20,19 +20,12 @@ import (
 	"github.com/connreg/registry/internal/auth"
 	"github.com/connreg/registry/internal/devstack"
 	"github.com/connreg/registry/internal/eventstore"
+	"github.com/connreg/registry/internal/generations"
 	"github.com/connreg/registry/internal/httpapi"
 	"github.com/connreg/registry/internal/sealer/devseal"
 	"github.com/connreg/registry/internal/sealer/vault"
 	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
-)
-
-// Batch sizes. The live projector favours latency: a batch of 128 new
-// documents takes FerretDB/SQLite a few tens of milliseconds, which bounds
-// the projection lag; a replay favours throughput.
-const (
-	ProjectorBatch = 128
-	ReplayBatch    = 512
 )
 
 // Service is the assembled registry.
@@ -51,8 +44,8 @@ type Service struct {
 
 	logger     *slog.Logger
 	cfg        Config
-	live       *liveReadModel       // the active generation's repository (generation.go)
-	generation readmodel.Generation // the generation active at start
+	live       *generations.LiveReadModel // the active generation's repository (generation.go)
+	generation readmodel.Generation       // the generation active at start
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	closers    []func()
@@ -166,7 +159,7 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 	var projection readmodel.Projection = s.Projector
 	var reader readmodel.Reader = s.live
 	if _, embedded := s.ReadModel.(sqliteReadModel); embedded && cfg.Projector {
-		if err := restartLostReadModel(ctx, js, s.live.repo(), s.generation, logger); err != nil {
+		if err := restartLostReadModel(ctx, js, s.live.Repo(), s.generation, logger); err != nil {
 			return nil, err
 		}
 		// SQLite answers lists and reads from its indexes: no copy in
@@ -178,7 +171,7 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 		s.Index = readmodel.NewIndex()
 		start := time.Now()
 		loadCtx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := s.live.repo().Each(loadCtx, s.Index.Put)
+		err := s.live.Repo().Each(loadCtx, s.Index.Put)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("load the list index: %w", err)
@@ -188,8 +181,8 @@ func StartWith(ctx context.Context, cfg Config, logger *slog.Logger, tel *teleme
 		reader = indexedReader{index: s.Index, store: s.live}
 		s.RunProjector(runCtx, js)
 	} else {
-		wm := &generationWatermark{}
-		wm.cur.Store(eventstore.NewConsumerWatermark(js, s.generation.Consumer))
+		wm := &generations.Watermark{}
+		wm.Follow(js, s.generation.Consumer)
 		projection = wm
 		s.followGenerations(runCtx, js, wm)
 	}
@@ -233,7 +226,7 @@ func (s *Service) RunProjector(ctx context.Context, js jetstream.JetStream) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := projectGenerations(ctx, js, s.ReadModel, s.live, s.Projector, s.Index, s.generation, s.logger, s.tel); err != nil {
+		if err := generations.ProjectGenerations(ctx, js, s.ReadModel, s.live, s.Projector, s.Index, s.generation, s.logger, s.tel); err != nil {
 			s.logger.Error("projector stopped", "error", err.Error())
 		}
 	}()
@@ -347,7 +340,7 @@ func newID() string {
 // it too, falling back to the store for a document the index lacks.
 type indexedReader struct {
 	index *readmodel.Index
-	store *liveReadModel
+	store *generations.LiveReadModel
 }
 
 func (r indexedReader) Get(ctx context.Context, id string) (*readmodel.Document, error) {
