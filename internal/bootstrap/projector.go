@@ -13,6 +13,7 @@ import (
 
 	"github.com/connreg/registry/internal/eventstore"
 	"github.com/connreg/registry/internal/generations"
+	"github.com/connreg/registry/internal/retry"
 	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
@@ -62,16 +63,15 @@ func RunProjector(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// Projectors starting together race to create the lease bucket, and a
 	// cluster may be electing leaders: keep trying rather than exit.
 	var lease *eventstore.Lease
-	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+	for b := retry.Backoff(250*time.Millisecond, 5*time.Second); ; {
 		lease, err = eventstore.OpenLease(ctx, js, eventstore.ProjectorLeaseKey, owner, cfg.ProjectorLease, logger)
 		if err == nil {
 			break
 		}
-		logger.Warn("cannot open the projector lease; retrying", "error", err.Error(), "in", backoff.String())
-		select {
-		case <-ctx.Done():
+		pause := b.NextBackOff()
+		logger.Warn("cannot open the projector lease; retrying", "error", err.Error(), "in", pause.String())
+		if !retry.Wait(ctx, pause) {
 			return nil
-		case <-time.After(backoff):
 		}
 	}
 	logger.Info("projector waiting for the lease: one projector process consumes, the others stand by",

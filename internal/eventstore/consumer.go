@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/retry"
 	"github.com/connreg/registry/readmodel"
 )
 
@@ -95,7 +96,7 @@ var errResubscribe = errors.New("jetstream: resubscribe from the acknowledgement
 // and applying one twice changes nothing. One projector process per durable
 // consumer: a second one would reset the first one's deliveries.
 func Consume(ctx context.Context, js jetstream.JetStream, name string, maxBatch int, logger *slog.Logger, handle BatchHandler) error {
-	pace := NewBackoff(100*time.Millisecond, 5*time.Second)
+	pace := retry.Backoff(100*time.Millisecond, 5*time.Second)
 	for {
 		began := time.Now()
 		err := consumeOnce(ctx, js, name, maxBatch, logger, handle)
@@ -246,20 +247,9 @@ func resetToAckFloor(ctx context.Context, js jetstream.JetStream, name string, l
 	return &deliveryOrder{last: c.CachedInfo().Delivered.Consumer}, nil
 }
 
-// NewBackoff is the one retry schedule of the event-store loops: exponential
-// (doubling) from initial to at most ceiling, each pause drawn within +-50% so
-// that processes stopped by one outage do not retry in step.
-func NewBackoff(initial, ceiling time.Duration) *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = initial
-	b.MaxInterval = ceiling
-	b.Multiplier = 2
-	return b
-}
-
 // retryBackoff is the pause between two attempts of a failing batch.
 func retryBackoff() *backoff.ExponentialBackOff {
-	return NewBackoff(50*time.Millisecond, 5*time.Second)
+	return retry.Backoff(50*time.Millisecond, 5*time.Second)
 }
 
 // retrier hands batches to a handler that may fail. A failing batch is

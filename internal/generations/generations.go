@@ -18,6 +18,7 @@ import (
 
 	"github.com/connreg/registry/events"
 	"github.com/connreg/registry/internal/eventstore"
+	"github.com/connreg/registry/internal/retry"
 	"github.com/connreg/registry/internal/telemetry"
 	"github.com/connreg/registry/readmodel"
 )
@@ -169,7 +170,7 @@ func ProjectGenerations(ctx context.Context, js jetstream.JetStream, base ReadMo
 		logger.Warn("the read model has parked events: their connections are missing or stale in lists",
 			"parkedEvents", n, "collection", "parked_events")
 	}
-	retry := eventstore.NewBackoff(time.Second, 30*time.Second)
+	backoff := retry.Backoff(time.Second, 30*time.Second)
 	for {
 		gctx, cancel := context.WithCancel(ctx)
 		next := make(chan SwitchTo, 1)
@@ -207,17 +208,15 @@ func ProjectGenerations(ctx context.Context, js jetstream.JetStream, base ReadMo
 		}
 		// The consumer could not be created or read (NATS restarting, say):
 		// try again rather than leave the read model behind for good.
-		pause := retry.NextBackOff()
+		pause := backoff.NextBackOff()
 		logger.Warn("projector consumer failed; retrying", "consumer", meta.Consumer, "error", err.Error(), "in", pause.String())
-		select {
-		case <-ctx.Done():
+		if !retry.Wait(ctx, pause) {
 			return nil
-		case <-time.After(pause):
 		}
 	}
 }
 
-// watchGeneration looks at the meta document every GenerationPoll and, when
+// WatchGeneration looks at the meta document every GenerationPoll and, when
 // another generation than meta's is active, loads it (its documents into a
 // new index when loadIndex) and calls found once.
 func WatchGeneration(ctx context.Context, base ReadModel, meta readmodel.Generation, loadIndex bool, logger *slog.Logger, found func(SwitchTo)) {

@@ -16,6 +16,7 @@ import (
 	"github.com/connreg/registry/commands"
 	"github.com/connreg/registry/domain"
 	"github.com/connreg/registry/events"
+	"github.com/connreg/registry/internal/retry"
 )
 
 // Actor is the actor recorded on the events the monitor's tests append.
@@ -159,19 +160,17 @@ func (m *Monitor) Run(ctx context.Context) error {
 // listIDs lists the connection ids, retrying while the event store is
 // unreachable: the monitor waits for it rather than stopping for good.
 func (m *Monitor) listIDs(ctx context.Context) ([]string, error) {
-	pause := time.Second
+	b := retry.Backoff(time.Second, 30*time.Second)
 	for {
 		ids, err := m.ids.AggregateIDs(ctx)
 		if err == nil || ctx.Err() != nil {
 			return ids, err
 		}
+		pause := b.NextBackOff()
 		m.logger.Warn("monitor: cannot list the connections; retrying", "error", err.Error(), "in", pause.String())
-		select {
-		case <-ctx.Done():
+		if !retry.Wait(ctx, pause) {
 			return nil, ctx.Err()
-		case <-time.After(pause):
 		}
-		pause = min(2*pause, 30*time.Second)
 	}
 }
 
