@@ -670,48 +670,66 @@ func lastLine(s string) string {
 // created with it.
 func storedCreates(t *testing.T, urls []string) map[string][]string {
 	t.Helper()
+	// Right after the kills the cluster may still be electing leaders
+	// (the JetStream API answers "no responders"): read again until a full
+	// read succeeds, within a deadline.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, err := readCreates(urls)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read the stream's creates: %v", err)
+		}
+		t.Logf("reading the stream's creates: %v; trying again", err)
+		time.Sleep(time.Second)
+	}
+}
+
+// readCreates reads every created event of the stream: config name -> ids.
+func readCreates(urls []string) (map[string][]string, error) {
 	nc, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	stream, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.EventSubjectFilter}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	out := map[string][]string{}
 	for {
 		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		got := 0
 		for m := range batch.Messages() {
 			got++
 			e, err := events.Decode(m.Data())
 			if err != nil {
-				t.Fatalf("undecodable event on %s: %v", m.Subject(), err)
+				return nil, fmt.Errorf("undecodable event on %s: %w", m.Subject(), err)
 			}
 			if c, ok := e.Payload.(*events.ConnectionCreatedV1); ok {
 				out[c.ConfigName] = append(out[c.ConfigName], e.AggregateID)
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			t.Fatal(err)
+			return nil, err
 		}
 		if got == 0 {
-			break // the load has stopped: nothing more will come
+			return out, nil // the load has stopped: nothing more will come
 		}
 	}
-	return out
 }
