@@ -220,7 +220,9 @@ func (s *stack) startAPI() {
 	s.api = start(s.t, "api", s.env(), s.bin.api)
 	deadline := time.Now().Add(startDeadline)
 	for {
-		res, err := http.Get(s.url("?limit=1"))
+		req, _ := http.NewRequest(http.MethodGet, s.url("?limit=1"), nil)
+		req.Header.Set("X-Product-Name", "Faults") // a list names its product
+		res, err := http.DefaultClient.Do(req)
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
