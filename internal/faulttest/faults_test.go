@@ -297,6 +297,9 @@ func (s *stack) load(prefix string, stop <-chan struct{}) []outcome {
 	var mu sync.Mutex
 	var all []outcome
 	var wg sync.WaitGroup
+	// Read once: a fault restarts the projector (s.projector changes) while
+	// the workers run.
+	pace := s.projector != nil
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -308,7 +311,7 @@ func (s *stack) load(prefix string, stop <-chan struct{}) []outcome {
 				default:
 				}
 				o, _ := s.create(fmt.Sprintf("%s-%d-%d", prefix, w, i))
-				if s.projector != nil {
+				if pace {
 					time.Sleep(paced)
 				}
 				if o.status == 0 {
