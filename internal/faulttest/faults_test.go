@@ -293,13 +293,13 @@ func (s *stack) create(name string) (outcome, bool) {
 
 // load runs creates from several clients until stop closes and returns every
 // outcome.
-func (s *stack) load(prefix string, stop <-chan struct{}) []outcome {
+// load creates connections from several workers until stop; pace slows them
+// when a projector process runs (decided by the caller before the fault,
+// which restarts the projector and so changes s.projector).
+func (s *stack) load(prefix string, stop <-chan struct{}, pace bool) []outcome {
 	var mu sync.Mutex
 	var all []outcome
 	var wg sync.WaitGroup
-	// Read once: a fault restarts the projector (s.projector changes) while
-	// the workers run.
-	pace := s.projector != nil
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -480,7 +480,8 @@ func (s *stack) run(fault string, inject func()) {
 	prefix := "f-" + strings.ReplaceAll(fault, " ", "-")
 	stop := make(chan struct{})
 	res := make(chan []outcome, 1)
-	go func() { res <- s.load(prefix, stop) }()
+	pace := s.projector != nil
+	go func() { res <- s.load(prefix, stop, pace) }()
 	time.Sleep(1500 * time.Millisecond) // load before the fault
 	inject()
 	time.Sleep(1500 * time.Millisecond) // load after it
