@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -27,8 +28,21 @@ type Ferret struct {
 	done   chan struct{}
 }
 
-// StartFerretDB runs FerretDB in this process until Close.
+// StartFerretDB runs FerretDB in this process until Close. A free port can
+// be taken by another process between FreePort and FerretDB's listen (tests
+// run in parallel packages): such a start is tried again on new ports.
 func StartFerretDB(ca *CA) (*Ferret, error) {
+	var err error
+	for range 3 {
+		var f *Ferret
+		if f, err = startFerretDB(ca); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			return f, err
+		}
+	}
+	return nil, err
+}
+
+func startFerretDB(ca *CA) (*Ferret, error) {
 	dir, err := os.MkdirTemp("", "ctfe")
 	if err != nil {
 		return nil, err
