@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel/trace"
@@ -57,8 +58,16 @@ func (a *API) opsRoutes(r *gin.Engine) {
 	page, _ := docsFS.ReadFile("docs/index.html")
 	r.GET("/docs", func(c *gin.Context) { c.Data(http.StatusOK, "text/html; charset=utf-8", page) })
 	r.GET("/docs/*asset", func(c *gin.Context) {
-		if a := c.Param("asset"); a == "/" || a == "/index.html" {
-			c.Redirect(http.StatusMovedPermanently, "/docs") // one address for the page
+		a := c.Param("asset")
+		if a == "/" || a == "/index.html" {
+			c.Header("Location", "/docs") // one address for the page; no HTML body
+			c.AbortWithStatus(http.StatusMovedPermanently)
+			return
+		}
+		// Only existing files reach the file server: its own 404 and
+		// directory pages are plain text or HTML, not our error shape.
+		if st, err := fs.Stat(assets, strings.TrimPrefix(a, "/")); err != nil || st.IsDir() {
+			c.AbortWithStatusJSON(http.StatusNotFound, ErrorBody{Code: CodeNotFound, Title: "Not found", Message: "No such route."})
 			return
 		}
 		c.Header("Cache-Control", "public, max-age=3600")
